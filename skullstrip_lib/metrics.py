@@ -1,0 +1,198 @@
+"""Overlap and distance between two binary masks.
+
+All functions take two boolean arrays of the same shape: ``pred`` (what a
+method produced) and ``ref`` (the reference, e.g. the expert-corrected NFBS
+mask). Distances and volumes use the voxel size, so pass ``spacing`` in mm:
+a 2 mm grid and a 1 mm grid give the same answer in mm.
+
+Conventions for empty masks (there is no universal rule; these are MONAI's
+and most challenges'): two empty masks agree perfectly (Dice = IoU = 1,
+HD95 = 0); one empty and one not disagree completely (Dice = IoU = 0,
+HD95 = inf).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "dice",
+    "evaluate_masks",
+    "hausdorff95",
+    "iou",
+    "surface_distances",
+    "volume_difference",
+]
+
+
+def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"masks differ in shape: {pred.shape} vs {ref.shape}")
+    return pred, ref
+
+
+def _spacing(spacing: float | Sequence[float], ndim: int) -> np.ndarray:
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,))
+    if np.any(spacing <= 0):
+        raise ValueError(f"voxel spacing must be positive, got {tuple(spacing)}")
+    return spacing
+
+
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice similarity coefficient, ``2 |P ∩ R| / (|P| + |R|)``, in [0, 1].
+
+    Examples
+    --------
+    >>> a = np.zeros(10, bool); a[:4] = True
+    >>> b = np.zeros(10, bool); b[2:6] = True
+    >>> dice(a, b)
+    0.5
+    """
+    pred, ref = _pair(pred, ref)
+    total = int(pred.sum()) + int(ref.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(pred, ref).sum()) / total
+
+
+def iou(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Intersection over union (Jaccard index), ``|P ∩ R| / |P ∪ R|``, in [0, 1].
+
+    Related to Dice by ``IoU = D / (2 - D)``: a Dice of 0.92 is an IoU of 0.85.
+
+    Examples
+    --------
+    >>> a = np.zeros(10, bool); a[:4] = True
+    >>> b = np.zeros(10, bool); b[2:6] = True
+    >>> round(iou(a, b), 4)
+    0.3333
+    """
+    pred, ref = _pair(pred, ref)
+    union = int(np.logical_or(pred, ref).sum())
+    if union == 0:
+        return 1.0
+    return int(np.logical_and(pred, ref).sum()) / union
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    # Surface voxels: in the mask with at least one face-neighbour outside it.
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1),
+                                    border_value=0)
+    return mask & ~eroded
+
+
+def surface_distances(pred: np.ndarray, ref: np.ndarray,
+                      spacing: float | Sequence[float] = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) from each surface voxel of one mask to the other's surface.
+
+    Parameters
+    ----------
+    pred, ref : numpy.ndarray of bool
+        3D masks of the same shape, both non-empty.
+    spacing : float or sequence of 3 floats
+        Voxel size in mm along each axis.
+
+    Returns
+    -------
+    pred_to_ref, ref_to_pred : numpy.ndarray of float
+        One distance per surface voxel of ``pred`` (resp. ``ref``), in mm.
+    """
+    pred, ref = _pair(pred, ref)
+    spacing = _spacing(spacing, pred.ndim)
+    if not pred.any() or not ref.any():
+        raise ValueError("surface distances need two non-empty masks")
+    # Work in the bounding box of both masks (plus a margin) instead of the whole
+    # volume: the distance transform then costs a fraction of the time.
+    both = np.argwhere(pred | ref)
+    lo = np.maximum(both.min(axis=0) - 1, 0)
+    hi = np.minimum(both.max(axis=0) + 2, pred.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    sp, sr = _surface(pred[box]), _surface(ref[box])
+    to_ref = ndimage.distance_transform_edt(~sr, sampling=spacing)
+    to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    return to_ref[sp], to_pred[sr]
+
+
+def hausdorff95(pred: np.ndarray, ref: np.ndarray,
+                spacing: float | Sequence[float] = 1.0) -> float:
+    """95th percentile of the symmetric surface distance, in mm.
+
+    The distances from every surface voxel of ``pred`` to the surface of ``ref``
+    and from every surface voxel of ``ref`` to the surface of ``pred`` are pooled;
+    the 95th percentile of that pool is returned (as MedPy's ``hd95``). Unlike
+    the plain Hausdorff distance (the maximum), it ignores the 5 % worst
+    voxels, so one stray voxel does not dominate.
+
+    Parameters
+    ----------
+    pred, ref : numpy.ndarray of bool
+        3D masks of the same shape.
+    spacing : float or sequence of 3 floats
+        Voxel size in mm along each axis.
+
+    Returns
+    -------
+    float
+        Distance in mm; 0 if both masks are empty, ``inf`` if exactly one is.
+
+    Examples
+    --------
+    >>> a = np.zeros((5, 5, 5), bool); a[1, 2, 2] = True
+    >>> b = np.zeros((5, 5, 5), bool); b[4, 2, 2] = True
+    >>> hausdorff95(a, b, spacing=(2.0, 1.0, 1.0))
+    6.0
+    """
+    pred, ref = _pair(pred, ref)
+    if not pred.any() and not ref.any():
+        return 0.0
+    if not pred.any() or not ref.any():
+        return float("inf")
+    d_pr, d_rp = surface_distances(pred, ref, spacing)
+    return float(np.percentile(np.concatenate([d_pr, d_rp]), 95))
+
+
+def volume_difference(pred: np.ndarray, ref: np.ndarray,
+                      spacing: float | Sequence[float] = 1.0) -> float:
+    """Signed volume difference ``vol(pred) - vol(ref)``, in millilitres (cm³).
+
+    Positive means the prediction is too large (skull or dura kept), negative
+    too small (brain cut away).
+
+    Examples
+    --------
+    >>> a = np.ones((10, 10, 10), bool); b = np.zeros((10, 10, 10), bool); b[:5] = True
+    >>> volume_difference(a, b, spacing=2.0)  # 1000 vs 500 voxels of 8 mm³
+    4.0
+    """
+    pred, ref = _pair(pred, ref)
+    voxel_ml = float(np.prod(_spacing(spacing, pred.ndim))) / 1000.0
+    return (int(pred.sum()) - int(ref.sum())) * voxel_ml
+
+
+def evaluate_masks(pred: np.ndarray, ref: np.ndarray,
+                   spacing: float | Sequence[float] = 1.0) -> dict[str, float]:
+    """All the metrics above for one pair of masks.
+
+    Returns
+    -------
+    dict
+        ``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``, ``volume_ref_ml`` and
+        ``volume_diff_pct`` (relative to the reference; NaN for an empty reference).
+    """
+    pred, ref = _pair(pred, ref)
+    voxel_ml = float(np.prod(_spacing(spacing, pred.ndim))) / 1000.0
+    ref_ml = int(ref.sum()) * voxel_ml
+    diff = volume_difference(pred, ref, spacing)
+    return {
+        "dice": dice(pred, ref),
+        "iou": iou(pred, ref),
+        "hd95_mm": hausdorff95(pred, ref, spacing),
+        "volume_diff_ml": diff,
+        "volume_ref_ml": ref_ml,
+        "volume_diff_pct": 100.0 * diff / ref_ml if ref_ml else float("nan"),
+    }
