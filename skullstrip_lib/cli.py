@@ -1,0 +1,235 @@
+"""The ``skullstrip`` command.
+
+Each subcommand is a thin layer over a library function: parse arguments,
+call it, print a short summary. Errors a user can cause are printed as one
+line (``skullstrip <command>: error: <file>: <problem>``) with exit status 1;
+argument errors exit with status 2. Heavy libraries are imported inside the
+subcommands so that ``skullstrip --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SkullstripError
+
+__all__ = ["build_parser", "main"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _hash_arg(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+# --------------------------------------------------------------------------- fetch
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .datasets import NFBS_KNOWN_HASH, NFBS_URL, fetch_nfbs
+
+    root = fetch_nfbs(
+        args.data_dir,
+        n_subjects=args.subjects,
+        url=args.url or NFBS_URL,
+        known_hash=NFBS_KNOWN_HASH if args.known_hash == "pinned" else args.known_hash,
+        keep_archive=not args.no_keep_archive,
+        progressbar=not args.quiet,
+    )
+    print(root)
+    return 0
+
+
+# --------------------------------------------------------------------------- index
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .datasets import index_dataset, write_index
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise SkullstripError(f"{out}: already exists (use --overwrite to replace it)")
+    df = index_dataset(args.data_dir, fractions=tuple(args.fractions), seed=args.seed)
+    write_index(df, out, overwrite=args.overwrite)
+    counts = df["split"].value_counts().reindex(["train", "val", "test"]).fillna(0).astype(int)
+    print(f"{out}: {len(df)} subjects (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
+    return 0
+
+
+# --------------------------------------------------------------------------- synth
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import write_nfbs_dataset
+
+    folders = write_nfbs_dataset(
+        args.out_dir,
+        args.subjects,
+        seed=args.seed,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        shape=tuple(args.shape),
+        voxel_size=tuple(args.voxel_size),
+        orientation=args.orientation,
+        oblique_deg=tuple(args.oblique),
+        deface=not args.no_deface,
+        contrast=args.contrast,
+    )
+    print(f"{Path(args.out_dir) / 'NFBS_Dataset'}: {len(folders)} synthetic subjects")
+    return 0
+
+
+# --------------------------------------------------------------------------- preprocess
+def _read_subjects(path: Path):
+    from .datasets import index_dataset, read_index
+
+    if path.is_dir():
+        return index_dataset(path)
+    if path.exists():
+        return read_index(path)
+    raise SkullstripError(f"{path}: no such index file or data folder")
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from .preprocess import PreprocessConfig
+    from .workflow import run_preprocessing
+
+    index = _read_subjects(Path(args.input))
+    if args.subjects:
+        index = index.iloc[: args.subjects]
+    try:
+        plugin_args = json.loads(args.plugin_args) if args.plugin_args else None
+    except ValueError as exc:
+        raise SkullstripError(f"--plugin-args is not valid JSON ({exc})") from None
+    config = PreprocessConfig(
+        shape=tuple(args.shape), spacing=args.spacing, n4=args.n4,
+        normalization=args.normalization,
+    )
+    report = run_preprocessing(index, args.output, config, plugin=args.plugin,
+                               workers=args.workers, plugin_args=plugin_args,
+                               overwrite=args.overwrite, progress=not args.quiet)
+    counts = report["status"].value_counts()
+    print(f"{Path(args.output) / 'preprocessed.csv'}: "
+          + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "skipped", "failed")))
+    failed = report[report["status"] == "failed"]
+    for row in failed.itertuples():
+        print(f"  failed {row.subject}: {row.error}", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skullstrip`` command (used by the docs too)."""
+    parser = argparse.ArgumentParser(
+        prog="skullstrip",
+        description="Brain extraction of T1-weighted MRI: data, preprocessing and more. "
+                    "Run 'skullstrip COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("fetch", help="download and extract the NFBS data set",
+                       description="Download NFBS_Dataset.tar.gz (about 1.75 GB), check its "
+                                   "hash and extract it safely into the data folder. A second "
+                                   "run does nothing.")
+    p.add_argument("--data-dir", help="data folder (default: $SKULLSTRIP_DATA, then "
+                                      "~/skullstrip_data)")
+    p.add_argument("--subjects", type=_positive_int, metavar="N",
+                   help="extract only the first N subjects (the archive is downloaded whole)")
+    p.add_argument("--known-hash", type=_hash_arg, default="pinned", metavar="HASH",
+                   help="expected hash as 'md5:...' or 'sha256:...', or 'none' to skip the "
+                        "check (default: the pinned MD5, or $SKULLSTRIP_NFBS_HASH)")
+    p.add_argument("--url", help="download address (default: the NFBS S3 address)")
+    p.add_argument("--no-keep-archive", action="store_true",
+                   help="delete the archive after a successful extraction")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("index", help="list subjects and split them into train/val/test",
+                       description="Pair each subject's T1w, brain mask and brain files by "
+                                   "subject id and add a seeded subject-level split.")
+    p.add_argument("data_dir", help="NFBS_Dataset folder or the folder containing it")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15),
+                   metavar=("TRAIN", "VAL", "TEST"), help="split fractions (default 0.7 0.15 "
+                                                           "0.15)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("synth", help="write synthetic heads in the NFBS layout",
+                       description="Generate synthetic T1-weighted heads with exact brain "
+                                   "masks, in the NFBS folder layout, on the NFBS grid by "
+                                   "default. The same seed gives the same bytes.")
+    p.add_argument("out_dir", help="output folder (NFBS_Dataset/ is created inside)")
+    p.add_argument("--subjects", type=_positive_int, default=3, metavar="N",
+                   help="number of subjects (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--shape", type=_positive_int, nargs=3, default=(256, 256, 192),
+                   metavar=("X", "Y", "Z"), help="grid shape in voxels (default 256 256 192)")
+    p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                   metavar=("DX", "DY", "DZ"), help="voxel size in mm (default 1 1 1)")
+    p.add_argument("--orientation", default="RAS",
+                   help="voxel axis codes, e.g. RAS, LPS, PIR (default RAS)")
+    p.add_argument("--oblique", type=float, nargs=3, default=(0.0, 0.0, 0.0),
+                   metavar=("RX", "RY", "RZ"), help="grid rotation in degrees (default 0 0 0)")
+    p.add_argument("--contrast", choices=("t1", "t2", "random"), default="t1",
+                   help="tissue contrast (default t1)")
+    p.add_argument("--no-deface", action="store_true", help="keep the face")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace subjects made with other parameters")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("preprocess", help="N4, model grid and normalisation for many subjects",
+                       description="Run N4 bias-field correction, resampling onto the model "
+                                   "grid and intensity normalisation for every subject, as a "
+                                   "nipype workflow. Finished subjects are skipped; a failing "
+                                   "subject is reported and the others go on.")
+    p.add_argument("input", help="index CSV (skullstrip index) or a data folder")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--subjects", type=_positive_int, metavar="N",
+                   help="only the first N subjects of the index")
+    p.add_argument("--plugin", default="Linear",
+                   help="nipype plugin: Linear, MultiProc, SLURM, SGE, ... (default Linear)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes for MultiProc (default 1)")
+    p.add_argument("--plugin-args", metavar="JSON",
+                   help='extra plugin arguments, e.g. \'{"sbatch_args": "--mem=4G"}\'')
+    p.add_argument("--shape", type=_positive_int, nargs=3, default=(96, 128, 160),
+                   metavar=("X", "Y", "Z"), help="model grid shape (default 96 128 160)")
+    p.add_argument("--spacing", type=float, default=2.0, help="model voxel size in mm "
+                                                              "(default 2)")
+    p.add_argument("--n4", choices=("simpleitk", "ants", "none"), default="simpleitk",
+                   help="bias-field correction backend (default simpleitk)")
+    p.add_argument("--normalization", choices=("zscore", "minmax"), default="zscore",
+                   help="intensity normalisation (default zscore)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo subjects whose outputs came from other inputs or parameters")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_preprocess)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SkullstripError, OSError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and not isinstance(exc, SkullstripError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror}"
+        print(f"skullstrip {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"skullstrip {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
