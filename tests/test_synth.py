@@ -1,0 +1,348 @@
+"""Tests of skullstrip_lib.synth: synthetic NFBS-like heads.
+
+All but one test use coarse grids (a few mm voxels): after the one-time template
+build (about 10 s per process) each head takes well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from skullstrip_lib import synth
+from skullstrip_lib.errors import SkullstripError
+
+SMALL = {"shape": (48, 48, 40), "voxel_size": (4.0, 4.0, 4.0)}
+MEDIUM = {"shape": (96, 112, 96), "voxel_size": (2.0, 2.0, 2.0)}
+SUFFIXES = ("_T1w.nii.gz", "_T1w_brainmask.nii.gz", "_T1w_brain.nii.gz")
+
+
+def arrays(head: synth.SynthHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.asarray(head.t1w.dataobj),
+        np.asarray(head.brainmask.dataobj),
+        np.asarray(head.brain.dataobj),
+    )
+
+
+def voxel_volume_l(img: nib.Nifti1Image) -> float:
+    return float(abs(np.linalg.det(img.affine[:3, :3]))) / 1e6
+
+
+@pytest.fixture(scope="module")
+def medium_head() -> synth.SynthHead:
+    # No bias/noise/blur: intensity checks below then only test anatomy and contrast.
+    return synth.make_head(3, 1, **MEDIUM, bias_strength=0.0, noise_level=0.0, blur_mm=0.0)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_subject_id_format():
+    assert synth.subject_id(3, 0) == "A90000003"
+    assert synth.subject_id(12, 1234) == "A92340012"
+    assert all(len(synth.subject_id(i, s)) == 9 for i in (0, 9999) for s in (0, 7, 10**6))
+    with pytest.raises(ValueError):
+        synth.subject_id(10000, 0)
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PIR", "ILA"])
+def test_grid_affine_orientation_and_centre(codes):
+    shape, vox, centre = (30, 40, 20), (1.5, 2.0, 3.0), (5.0, -18.0, -8.0)
+    aff = synth.grid_affine(shape, vox, codes, (0, 0, 0), centre)
+    assert nib.aff2axcodes(aff) == tuple(codes)
+    np.testing.assert_allclose(nib.affines.voxel_sizes(aff), vox)
+    mid = (np.array(shape) - 1) / 2
+    np.testing.assert_allclose(nib.affines.apply_affine(aff, mid), centre, atol=1e-9)
+
+
+def test_grid_affine_oblique_keeps_codes_and_sizes():
+    aff = synth.grid_affine((64, 64, 48), (1.0, 1.0, 1.2), "LPS", (12.0, -8.0, 15.0))
+    assert nib.aff2axcodes(aff) == ("L", "P", "S")
+    np.testing.assert_allclose(nib.affines.voxel_sizes(aff), (1.0, 1.0, 1.2))
+    lin = aff[:3, :3] / nib.affines.voxel_sizes(aff)
+    assert np.count_nonzero(np.abs(lin) > 1e-6) > 3  # really oblique
+
+
+def test_grid_affine_default_is_nfbs():
+    aff = synth.grid_affine()
+    assert nib.aff2axcodes(aff) == ("R", "A", "S")
+    np.testing.assert_allclose(
+        nib.affines.apply_affine(aff, (np.array(synth.NFBS_SHAPE) - 1) / 2), (0, -18, -8)
+    )
+
+
+@pytest.mark.parametrize("bad", ["RAX", "RRS", "RA", "LPI ", "APP"])
+def test_grid_affine_rejects_bad_orientation(bad):
+    with pytest.raises(ValueError):
+        synth.grid_affine(orientation=bad)
+
+
+def test_tissue_contrast_orderings():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t1 = synth._draw_tissues(rng, "t1")
+        assert t1["wm"] > t1["gm"] > t1["csf"]
+        assert t1["fat"] > t1["muscle"] > t1["bone"]
+        assert t1["diploe"] > t1["bone"] and t1["marrow"] > t1["bone"]
+        assert t1["vitreous"] < t1["fat"]
+        t2 = synth._draw_tissues(rng, "t2")
+        assert t2["csf"] > t2["gm"] > t2["wm"]
+        assert t2["vitreous"] > t2["fat"]
+        rnd = synth._draw_tissues(rng, "random")
+        assert rnd.keys() == t1.keys()
+        assert all(v >= 0 for v in rnd.values())
+
+
+# ----------------------------------------------------------------------------- make_head
+
+
+def test_small_head_types_header_and_mask():
+    head = synth.make_head(0, 0, **SMALL)
+    t1w, mask, brain = arrays(head)
+    assert head.subject == "A90000000"
+    assert t1w.shape == mask.shape == brain.shape == SMALL["shape"]
+    assert t1w.dtype == np.int16 and brain.dtype == np.int16 and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 1}
+    np.testing.assert_array_equal(brain, t1w * mask)
+    expected = synth.grid_affine(SMALL["shape"], SMALL["voxel_size"])
+    for img in (head.t1w, head.brainmask, head.brain):
+        np.testing.assert_allclose(img.affine, expected)
+        hdr = img.header
+        assert int(hdr["qform_code"]) == 1 and int(hdr["sform_code"]) == 1
+        np.testing.assert_allclose(hdr.get_qform(), expected, atol=1e-4)
+        assert hdr.get_xyzt_units()[0] == "mm"
+    vol = mask.sum() * voxel_volume_l(head.brainmask)
+    assert 0.9 < vol < 2.0
+    assert t1w.min() >= 0 and 200 < np.percentile(t1w[mask > 0], 90) < 2000
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"orientation": "LPS"},
+        {"orientation": "PIR", "voxel_size": (3.0, 4.0, 5.0), "shape": (64, 48, 40)},
+        {"orientation": "LAS", "oblique_deg": (10.0, -15.0, 20.0)},
+    ],
+)
+def test_odd_geometries(geometry):
+    kw = {**SMALL, **geometry}
+    head = synth.make_head(1, 2, **kw)
+    t1w, mask, brain = arrays(head)
+    assert t1w.shape == tuple(kw["shape"])
+    aff = synth.grid_affine(kw["shape"], kw["voxel_size"], kw["orientation"],
+                            kw.get("oblique_deg", (0, 0, 0)))  # fmt: skip
+    np.testing.assert_allclose(head.t1w.affine, aff)
+    assert nib.aff2axcodes(head.t1w.affine) == tuple(kw["orientation"])
+    vol = mask.sum() * voxel_volume_l(head.brainmask)
+    assert 0.9 < vol < 2.0
+    np.testing.assert_array_equal(brain, t1w * mask)
+
+
+def test_same_anatomy_whatever_the_voxel_order():
+    # The brain sits at the same world position whatever the axis order.
+    ras = synth.make_head(2, 0, **SMALL, orientation="RAS")
+    lps = synth.make_head(2, 0, **SMALL, orientation="LPS")
+    cen = []
+    for head in (ras, lps):
+        ijk = np.argwhere(np.asarray(head.brainmask.dataobj) > 0).mean(0)
+        cen.append(nib.affines.apply_affine(head.brainmask.affine, ijk))
+    np.testing.assert_allclose(cen[0], cen[1], atol=2.0)
+
+
+def test_brain_mask_follows_image(medium_head):
+    t1w, mask, _ = arrays(medium_head)
+    inside = t1w[mask > 0].astype(float)
+    # The brain is bright tissue: almost no air-dark voxels inside the mask.
+    assert np.mean(inside < 0.1 * np.percentile(inside, 90)) < 0.02
+    # A shell just outside the mask (CSF, dura, skull) is darker than the brain.
+    ring = ndi.binary_dilation(mask > 0, iterations=2) & (mask == 0)
+    assert np.median(t1w[ring]) < 0.75 * np.median(inside)
+
+
+def test_t1_contrast(medium_head):
+    t1w, mask, _ = arrays(medium_head)
+    wm = np.percentile(t1w[mask > 0], 90)  # WM-ish
+    head = ndi.binary_fill_holes(ndi.binary_closing(t1w > 0.15 * wm, iterations=2))
+    extra = head & ~ndi.binary_dilation(mask > 0, iterations=1)
+    assert wm > np.median(t1w[extra])
+    # Skull (just outside the brain) darker than scalp fat (just under the skin).
+    skull = ndi.binary_dilation(mask > 0, iterations=3) & ~ndi.binary_dilation(mask > 0)
+    scalp = head & ~ndi.binary_erosion(head, iterations=3)
+    assert np.percentile(t1w[scalp], 90) > 1.5 * np.median(t1w[skull])
+    assert np.percentile(t1w[scalp], 90) > 0.9 * wm  # fat about as bright as WM
+    # Air outside the head is (nearly) black.
+    assert np.median(t1w[~ndi.binary_dilation(head, iterations=2)]) < 0.05 * wm
+
+
+def test_t2_and_random_contrasts_differ():
+    kw = {**SMALL, "noise_level": 0.0}
+    t1 = arrays(synth.make_head(0, 0, **kw))
+    t2 = arrays(synth.make_head(0, 0, **kw, contrast="t2"))
+    rnd = arrays(synth.make_head(0, 0, **kw, contrast="random"))
+    np.testing.assert_array_equal(t1[1], t2[1])  # same anatomy, same mask
+    np.testing.assert_array_equal(t1[1], rnd[1])
+    assert not np.array_equal(t1[0], t2[0]) and not np.array_equal(t1[0], rnd[0])
+    # T2: fluid bright, so the brain's brightest voxels are far above its median.
+    m = t2[1] > 0
+    assert np.percentile(t2[0][m], 99) > 1.3 * np.median(t2[0][m])
+    with pytest.raises(ValueError):
+        synth.make_head(0, 0, **SMALL, contrast="flair")
+
+
+def test_determinism_and_seed_dependence():
+    a = arrays(synth.make_head(5, 1, **SMALL))
+    b = arrays(synth.make_head(5, 1, **SMALL))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    c = arrays(synth.make_head(6, 1, **SMALL))
+    d = arrays(synth.make_head(5, 2, **SMALL))
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[0], d[0])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_defacing_removes_face_never_brain():
+    kw = {**MEDIUM, "shape": (96, 112, 96)}
+    on = synth.make_head(4, 0, **kw, deface=True)
+    off = synth.make_head(4, 0, **kw, deface=False)
+    t_on, m_on, _ = arrays(on)
+    t_off, m_off, _ = arrays(off)
+    np.testing.assert_array_equal(m_on, m_off)
+    removed = t_on != t_off
+    assert removed.sum() > 1000
+    assert np.all(t_on[removed] == 0)
+    assert not np.any(removed & (m_on > 0))
+    # Removed voxels hold real signal and lie anterior-inferior to the brain.
+    assert np.percentile(t_off[removed], 75) > 100
+    xyz = nib.affines.apply_affine(on.t1w.affine, np.argwhere(removed))
+    brain = nib.affines.apply_affine(on.t1w.affine, np.argwhere(m_on > 0))
+    assert xyz[:, 1].mean() > brain[:, 1].mean() + 30
+    assert xyz[:, 2].mean() < brain[:, 2].mean()
+    # The removed region is exactly zero, not noise.
+    assert np.count_nonzero(t_on[removed]) == 0
+
+
+def test_neck_false_removes_the_neck():
+    kw = {**SMALL, "noise_level": 0.0, "center_mm": (0.0, -18.0, -40.0)}
+    with_neck = synth.make_head(0, 0, **kw)
+    without = synth.make_head(0, 0, **kw, neck=False)
+    np.testing.assert_array_equal(arrays(with_neck)[1], arrays(without)[1])
+    # Voxels more than 30 mm below the lowest brain-mask voxel (RAS grid: z = axis 2).
+    mask = arrays(with_neck)[1]
+    low = slice(0, int(np.argwhere(mask)[:, 2].min()) - 30 // 4)
+    assert (arrays(with_neck)[0][:, :, low] > 50).sum() > 500
+    assert (arrays(without)[0][:, :, low] > 50).sum() < 20
+
+
+def test_grid_outside_head_is_empty():
+    head = synth.make_head(0, 0, shape=(8, 8, 8), voxel_size=(2, 2, 2), center_mm=(500, 0, 0))
+    t1w, mask, _ = arrays(head)
+    assert mask.sum() == 0 and np.percentile(t1w, 50) < 60  # only noise
+
+
+@pytest.mark.slow
+def test_full_size_default_head():
+    head = synth.make_head(0, 0)
+    t1w, mask, brain = arrays(head)
+    assert t1w.shape == synth.NFBS_SHAPE and t1w.dtype == np.int16
+    np.testing.assert_allclose(head.t1w.affine, synth.grid_affine())
+    assert nib.aff2axcodes(head.t1w.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(head.t1w.header.get_zooms(), (1, 1, 1))
+    assert 1.0 < mask.sum() / 1e6 < 1.9
+    np.testing.assert_array_equal(brain, t1w * mask)
+    assert 300 < np.percentile(t1w[mask > 0], 90) < 1500
+    # The brain mask stays inside the field of view, away from its faces.
+    ijk = np.argwhere(mask)
+    assert ijk.min() >= 2 and np.all(ijk.max(0) <= np.array(synth.NFBS_SHAPE) - 3)
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+def subject_files(folder):
+    sid = folder.name
+    return [folder / f"sub-{sid}_ses-NFB3{suf}" for suf in SUFFIXES]
+
+
+def test_write_layout_and_contents(tmp_path):
+    folders = synth.write_nfbs_dataset(tmp_path, 2, seed=7, progress=False, **SMALL)
+    assert [f.name for f in folders] == ["A90070000", "A90070001"]
+    assert all(f.parent == tmp_path / "NFBS_Dataset" for f in folders)
+    for folder in folders:
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            p.name for p in subject_files(folder)
+        )
+        t1w, mask, brain = (nib.load(p) for p in subject_files(folder))
+        assert t1w.get_data_dtype() == np.int16 and mask.get_data_dtype() == np.uint8
+        assert brain.get_data_dtype() == np.int16
+        assert t1w.shape == SMALL["shape"]
+        np.testing.assert_array_equal(
+            np.asarray(brain.dataobj), np.asarray(t1w.dataobj) * np.asarray(mask.dataobj)
+        )
+        for p in subject_files(folder):
+            raw = p.read_bytes()
+            assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    params = json.loads((tmp_path / "synth_params.json").read_text())
+    assert params["seed"] == 7 and params["subjects"] == ["A90070000", "A90070001"]
+    assert params["head_kwargs"]["shape"] == [48, 48, 40]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_write_same_seed_same_bytes(tmp_path):
+    a = synth.write_nfbs_dataset(tmp_path / "a", 1, seed=3, progress=False, **SMALL)[0]
+    b = synth.write_nfbs_dataset(tmp_path / "b", 1, seed=3, progress=False, **SMALL)[0]
+    c = synth.write_nfbs_dataset(tmp_path / "c", 1, seed=4, progress=False, **SMALL)[0]
+    for pa, pb in zip(subject_files(a), subject_files(b), strict=True):
+        assert pa.read_bytes() == pb.read_bytes()
+    assert subject_files(a)[0].read_bytes() != subject_files(c)[0].read_bytes()
+
+
+def test_write_rerun_skips_and_extends(tmp_path, monkeypatch):
+    synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, **SMALL)
+    calls = []
+    real = synth.make_head
+
+    def counting(seed, index, **kw):
+        calls.append(index)
+        return real(seed, index, **kw)
+
+    monkeypatch.setattr(synth, "make_head", counting)
+    synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, **SMALL)
+    assert calls == []
+    # More subjects: only the new one is made.
+    synth.write_nfbs_dataset(tmp_path, 2, seed=0, progress=False, **SMALL)
+    assert calls == [1]
+    # An incomplete subject (a file missing) is made again.
+    first = tmp_path / "NFBS_Dataset" / "A90000000"
+    subject_files(first)[1].unlink()
+    synth.write_nfbs_dataset(tmp_path, 2, seed=0, progress=False, **SMALL)
+    assert calls == [1, 0]
+    assert all(p.exists() for p in subject_files(first))
+
+
+def test_write_parameter_mismatch_and_overwrite(tmp_path):
+    synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, **SMALL)
+    t1 = subject_files(tmp_path / "NFBS_Dataset" / "A90000000")[0]
+    before = t1.read_bytes()
+    with pytest.raises(SkullstripError, match=r"A90000000: exists and was made with other"):
+        synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, contrast="t2", **SMALL)
+    assert t1.read_bytes() == before  # nothing touched
+    synth.write_nfbs_dataset(
+        tmp_path, 1, seed=0, progress=False, overwrite=True, contrast="t2", **SMALL
+    )
+    assert t1.read_bytes() != before
+    assert (
+        json.loads((tmp_path / "synth_params.json").read_text())["head_kwargs"]["contrast"] == "t2"
+    )
+
+
+def test_write_refuses_unknown_folder(tmp_path):
+    (tmp_path / "NFBS_Dataset" / "A90000000").mkdir(parents=True)
+    with pytest.raises(SkullstripError, match="use overwrite=True"):
+        synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, **SMALL)
+    with pytest.raises(TypeError):
+        synth.write_nfbs_dataset(tmp_path, 1, seed=0, progress=False, colour="blue")
