@@ -126,7 +126,7 @@ def n4_correct(
     shrink_factor: int = 4,
     n_iterations: Sequence[int] = (50, 50, 50, 50),
     convergence_threshold: float = 1e-3,
-    spline_distance_mm: float = 100.0,
+    n_control_points: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Remove the bias field with N4 (Tustison et al., 2010) in SimpleITK.
 
@@ -151,8 +151,10 @@ def n4_correct(
         doubles the B-spline resolution).
     convergence_threshold : float
         Stop a level when the field changes less than this.
-    spline_distance_mm : float
-        Initial distance between B-spline control points, in mm.
+    n_control_points : int
+        B-spline control points per axis at the first level (SimpleITK's
+        default, 4, is one cubic span across the image: a smooth field). More
+        points let the field follow anatomy instead of the coil.
 
     Returns
     -------
@@ -177,13 +179,10 @@ def n4_correct(
 
     shrink = [int(shrink_factor)] * 3
     small, small_mask = sitk.Shrink(image, shrink), sitk.Shrink(mask_img, shrink)
-    extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
-    control = [max(4, int(np.ceil(e / spline_distance_mm)) + 3) for e in extent]
-
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations([int(i) for i in n_iterations])
     n4.SetConvergenceThreshold(float(convergence_threshold))
-    n4.SetNumberOfControlPoints(control)
+    n4.SetNumberOfControlPoints([int(n_control_points)] * 3)
     n4.Execute(small, small_mask)
     log_field = sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(image)).T
     log_field = log_field - log_field[mask].mean()  # the field's scale is arbitrary
@@ -200,7 +199,7 @@ def n4_ants(
     shrink_factor: int = 4,
     n_iterations: Sequence[int] = (50, 50, 50, 50),
     convergence_threshold: float = 1e-3,
-    spline_distance_mm: float = 100.0,
+    spline_distance_mm: float = 200.0,
 ) -> Path:
     """N4 through nipype's interface to ANTs' ``N4BiasFieldCorrection`` program.
 
@@ -215,8 +214,11 @@ def n4_ants(
         Where to fit the field.
     bias_file : path-like, optional
         Also write the estimated bias field here.
-    shrink_factor, n_iterations, convergence_threshold, spline_distance_mm
+    shrink_factor, n_iterations, convergence_threshold
         As in :func:`n4_correct`.
+    spline_distance_mm : float
+        B-spline knot spacing in mm (ANTs' ``--bspline-fitting``); 200 mm is
+        about one span across a head, like :func:`n4_correct`'s default.
 
     Returns
     -------
@@ -349,7 +351,8 @@ def fit_model_grid(
     # World coordinates of the corners of the head's voxel bounding box are enough
     # for an axis-aligned box, also when the scan is oblique.
     idx = np.argwhere(head)
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    # Voxel edges, not centres: a head voxel fills half a voxel beyond its centre.
+    lo, hi = idx.min(axis=0) - 0.5, idx.max(axis=0) + 0.5
     corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
                         for c in (lo[2], hi[2])])
     world = (source_affine @ corners.T).T[:, :3]

@@ -1,0 +1,64 @@
+"""The nipype batch workflow: plugins, skipping finished subjects, isolating failures."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from skullstrip_lib.datasets import index_dataset
+from skullstrip_lib.preprocess import PreprocessConfig
+from skullstrip_lib.workflow import run_preprocessing
+
+CONFIG = PreprocessConfig(shape=(40, 48, 56), spacing=4.0, n4_iterations=(10, 10))
+
+
+@pytest.mark.parametrize("plugin", ["Linear", "MultiProc"])
+def test_workflow_runs_skips_and_reports_failures(small_dataset, tmp_path, plugin):
+    index = index_dataset(small_dataset)
+    assert len(index) == 4
+    # Break one subject: its T1w becomes a text file.
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_text("not an image")
+    original = index.loc[1, "t1w"]
+    index.loc[1, "t1w"] = str(broken)
+    bad_subject = index.loc[1, "subject"]
+
+    out = tmp_path / "prep"
+    report = run_preprocessing(index, out, CONFIG, plugin=plugin, workers=2, progress=False)
+    status = dict(zip(report["subject"], report["status"], strict=True))
+    assert status.pop(bad_subject) == "failed"
+    assert set(status.values()) == {"done"}
+    err = report.set_index("subject").loc[bad_subject, "error"]
+    assert "broken.nii.gz: not a NIfTI image" in err
+    assert not (out / bad_subject).exists()  # nothing half-written
+    assert set(report["split"]) <= {"train", "val", "test"}
+    assert not list(out.glob(".work-*"))  # nipype's working folder is cleaned up
+    on_disk = pd.read_csv(out / "preprocessed.csv")
+    assert list(on_disk["subject"]) == list(report["subject"])
+
+    # A second run skips the finished subjects and retries only the failed one.
+    index.loc[1, "t1w"] = original
+    report2 = run_preprocessing(index, out, CONFIG, plugin=plugin, workers=2, progress=False)
+    status2 = dict(zip(report2["subject"], report2["status"], strict=True))
+    assert status2.pop(bad_subject) == "done"
+    assert set(status2.values()) == {"skipped"}
+
+
+def test_duplicate_subjects_are_refused(small_dataset, tmp_path):
+    index = index_dataset(small_dataset)
+    twice = pd.concat([index, index.iloc[:1]])
+    with pytest.raises(Exception, match="appears twice"):
+        run_preprocessing(twice, tmp_path, CONFIG, progress=False)
+
+
+def test_missing_input_file_is_reported(small_dataset, tmp_path):
+    index = index_dataset(small_dataset).iloc[:2].copy()
+    copy = tmp_path / "copy.nii.gz"
+    shutil.copy(index.loc[0, "t1w"], copy)
+    index.loc[0, "t1w"] = str(copy)
+    copy.unlink()
+    report = run_preprocessing(index, tmp_path / "prep", CONFIG, progress=False)
+    row = report.set_index("subject").loc[index.loc[0, "subject"]]
+    assert row["status"] == "failed" and "copy.nii.gz" in row["error"]
