@@ -35,6 +35,10 @@ def _hash_arg(text: str) -> str | None:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .datasets import NFBS_KNOWN_HASH, NFBS_URL, fetch_nfbs
 
+    if args.quiet:
+        import pooch
+
+        pooch.get_logger().setLevel("WARNING")  # its "Downloading file ..." lines
     root = fetch_nfbs(
         args.data_dir,
         n_subjects=args.subjects,

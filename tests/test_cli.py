@@ -101,3 +101,48 @@ def test_preprocess_failure_exits_non_zero(tmp_path, small_dataset):
               "--spacing", "4", "-q")
     assert res.returncode == 1
     assert "failed 1" in res.stdout and "bad.nii.gz" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def synth_archive(tmp_path_factory):
+    """A small NFBS_Dataset.tar.gz built from synthetic heads, and its MD5."""
+    import hashlib
+    import tarfile
+
+    from skullstrip_lib.synth import write_nfbs_dataset
+
+    src = tmp_path_factory.mktemp("archive_src")
+    write_nfbs_dataset(src, 2, seed=5, progress=False, shape=(48, 48, 40),
+                       voxel_size=(4.0, 4.0, 4.0))
+    archive = src / "NFBS_Dataset.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "NFBS_Dataset", arcname="NFBS_Dataset")
+    data = archive.read_bytes()
+    return data, hashlib.md5(data).hexdigest()
+
+
+def test_fetch_from_a_local_server(tmp_path, server, synth_archive):
+    data, digest = synth_archive
+    url = server.serve("/data/Projects/RocklandSample/NFBS_Dataset.tar.gz", data)
+    args = ("fetch", "--data-dir", str(tmp_path), "--url", url, "--known-hash", f"md5:{digest}",
+            "-q")
+    res = run(*args)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(tmp_path / "NFBS_Dataset")
+    subjects = sorted(p.name for p in (tmp_path / "NFBS_Dataset").iterdir() if p.is_dir())
+    assert len(subjects) == 2
+    # A second run does nothing: no new request reaches the server.
+    assert run(*args).returncode == 0
+    assert len(server.requests) == 1
+
+
+def test_fetch_hash_mismatch_is_one_line_and_leaves_nothing(tmp_path, server, synth_archive):
+    data, digest = synth_archive
+    url = server.serve("/NFBS_Dataset.tar.gz", data[:-100] + bytes(100))  # tampered tail
+    res = run("fetch", "--data-dir", str(tmp_path / "d"), "--url", url, "--known-hash",
+              f"md5:{digest}", "-q")
+    assert res.returncode == 1
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("skullstrip fetch: error: ") and "--known-hash md5:" in line
+    leftovers = [p.name for p in (tmp_path / "d").iterdir()] if (tmp_path / "d").exists() else []
+    assert leftovers == []

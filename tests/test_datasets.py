@@ -7,13 +7,11 @@ tiny archive in the real NFBS layout, built from small NIfTI heads.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import os
 import random
 import tarfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import LocalServer
 
 from skullstrip_lib import datasets as ds
 from skullstrip_lib.errors import (
@@ -88,67 +87,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 def leftovers(data_dir: Path) -> list[str]:
     return sorted(p.name for p in data_dir.iterdir()) if data_dir.exists() else []
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep the test output quiet
-        pass
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append(self.path)
-        route = server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-            return
-        mode, body = route
-        if mode == "fail_once" and server.requests.count(self.path) == 1:
-            self.send_error(500)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if mode == "cut":  # promise the whole file, send half, hang up
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-class LocalServer:
-    def __init__(self) -> None:
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.routes = {}
-        self.httpd.requests = []
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def requests(self) -> list[str]:
-        return self.httpd.requests
-
-    def serve(self, path: str, body: bytes, mode: str = "ok") -> str:
-        self.httpd.routes[path] = (mode, body)
-        return self.url(path)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture()
-def server():
-    srv = LocalServer()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture(scope="session")
