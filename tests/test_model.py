@@ -1,0 +1,217 @@
+"""Tests of skullstrip_lib.model: the residual 3D U-Net, the source network, export."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from skullstrip_lib.losses import DiceScore, dice_bce_loss  # noqa: E402
+from skullstrip_lib.model import (  # noqa: E402
+    build_source_unet,
+    build_unet,
+    describe_model,
+    export_onnx,
+    parameter_count,
+    receptive_field,
+)
+
+SMALL = {"base_filters": 4, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    keras.utils.set_random_seed(0)
+    return build_unet((32, 32, 32, 1), **SMALL)
+
+
+def _x(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- shapes and args
+@pytest.mark.parametrize("norm", ["instance", "group", "batch", None])
+def test_output_shape_and_range(norm):
+    model = build_unet((16, 24, 32, 2), base_filters=4, depth=3, norm=norm)
+    y = model.predict(_x((2, 16, 24, 32, 2)), verbose=0)
+    assert y.shape == (2, 16, 24, 32, 1)
+    assert y.dtype == np.float32
+    assert np.all((y >= 0) & (y <= 1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_shape": (32, 30, 32, 1)}, r"axis Y is 30, not divisible by 2\*\*\(depth-1\) = 8"),
+        ({"input_shape": (32, 32, 32)}, "4 numbers"),
+        ({"input_shape": (32, 32, 32, 0)}, "axis C must be a positive integer"),
+        ({"depth": 0}, "depth must be an integer >= 1"),
+        ({"depth": 2.5}, "depth must be an integer"),
+        ({"base_filters": 0}, "base_filters must be"),
+        ({"norm": "layer"}, "norm must be one of"),
+        ({"dropout": 1.0}, "dropout must be in"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    args = {"input_shape": (32, 32, 32, 1), "base_filters": 4, "depth": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        build_unet(**args)
+
+
+def test_layer_names_and_mixed_precision_output():
+    model = build_unet((16, 16, 16, 1), **SMALL)
+    names = {layer.name for layer in model.layers}
+    assert {"enc0_conv1", "enc0_norm1", "enc0_conv2", "enc0_proj", "enc0_pool",
+            "enc1_dropout", "dec0_up", "dec0_concat", "dec0_conv1", "mask"} <= names
+    assert model.get_layer("mask").kernel_size == (1, 1, 1)
+    try:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        mixed = build_unet((16, 16, 16, 1), **SMALL)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert mixed.get_layer("enc0_conv1").compute_dtype == "float16"
+    assert mixed.output.dtype == "float32"
+
+
+# --------------------------------------------------------------------------- numbers
+@pytest.mark.parametrize("norm", ["instance", "group", "batch", None])
+@pytest.mark.parametrize(("base", "depth", "channels"), [(4, 1, 1), (4, 2, 1), (6, 3, 2),
+                                                         (16, 4, 1)])
+def test_parameter_count_matches_keras(norm, base, depth, channels):
+    model = build_unet((8, 8, 8, channels), base_filters=base, depth=depth, norm=norm)
+    assert parameter_count(base, depth, channels, norm) == model.count_params()
+
+
+def test_receptive_field_by_hand():
+    # depth 1: two 3x3x3 convolutions, 1 + 2 + 2 = 5.
+    assert receptive_field(1) == 5
+    # depth 2: level 0 convs 1+2+2 = 5; pooling +1 -> 6, jump 2; level 1 convs
+    # +2*2 +2*2 -> 14; upsampling +0, jump 1; decoder convs +2 +2 -> 18.
+    assert receptive_field(2) == 18
+    assert [receptive_field(d) for d in range(1, 6)] == [13 * 2 ** (d - 1) - 8
+                                                         for d in range(1, 6)]
+    assert receptive_field(4, convs_per_block=1) == 52
+    with pytest.raises(ValueError, match="depth"):
+        receptive_field(0)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_receptive_field_measured(depth):
+    # Which input voxels along X can change one output voxel? With positive
+    # weights, no norm and a positive input, every activation is positive, and a
+    # large bump at any voxel of the receptive field reaches the centre (it wins
+    # its max-pooling cell). Read before the sigmoid, which would saturate.
+    keras.utils.set_random_seed(1)
+    model = build_unet((32, 32, 32, 1), base_filters=2, depth=depth, norm=None, dropout=0.0)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights([np.abs(w) + 0.01 for w in layer.get_weights()])
+    features = keras.Model(model.input, model.get_layer("mask").input)
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (1, 32, 32, 32, 1)).astype(np.float32)
+    batch = np.repeat(x, 32, axis=0)
+    batch[np.arange(32), np.arange(32), 16, 16, 0] += 100.0  # bump at X = 0..31
+    y = features.predict(batch, verbose=0)[:, 16, 16, 16, :]
+    base = features.predict(x, verbose=0)[0, 16, 16, 16, :]
+    reached = np.flatnonzero(np.any(np.abs(y - base) > 1e-3 * np.abs(base), axis=1))
+    assert len(reached) == receptive_field(depth)
+    assert np.all(np.diff(reached) == 1)  # one contiguous run
+
+
+def test_source_net_conv2_reads_block_input():
+    source = build_source_unet((16, 16, 16, 1), base_filters=2)
+    names = [layer.name for layer in source.layers]
+    assert "enc0_conv1" not in names  # its output is never used: pruned from the graph
+    assert source.get_layer("enc0_conv2").input is source.inputs[0]
+    assert source.get_layer("enc1_conv2").input is source.get_layer("enc0_pool").output
+    assert source.get_layer("dec0_conv2").input is source.get_layer("dec0_concat").output
+    assert source.get_layer("mask").kernel_size == (1, 1, 2)
+    assert source.output_shape == (None, 16, 16, 16, 1)
+    # Ours: conv2 reads the first convolution's (normalised, rectified) output.
+    ours = build_unet((16, 16, 16, 1), base_filters=2, depth=4)
+    for level in ("enc0", "enc3", "dec0"):
+        assert ours.get_layer(f"{level}_conv2").input is ours.get_layer(f"{level}_relu1").output
+    assert describe_model(source)["receptive_field_vox"] == 52
+    assert describe_model(ours)["receptive_field_vox"] == 96
+
+
+def test_describe_model(small_model):
+    info = describe_model(small_model, spacing_mm=2.0)
+    assert info == {
+        "parameters": small_model.count_params(),
+        "trainable": parameter_count(4, 2),
+        "depth": 2,
+        "base_filters": 4,
+        "receptive_field_vox": 18,
+        "receptive_field_mm": 36.0,
+        "input_shape": (32, 32, 32, 1),
+    }
+    batch = describe_model(build_unet((8, 8, 8, 1), base_filters=4, depth=2, norm="batch"))
+    assert batch["parameters"] > batch["trainable"]  # moving mean and variance
+    with pytest.raises(ValueError, match="not built by"):
+        describe_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+
+
+# --------------------------------------------------------------------------- save and export
+def test_keras_round_trip(small_model, tmp_path):
+    path = tmp_path / "unet.keras"
+    small_model.save(path)
+    loaded = keras.models.load_model(path)  # safe_mode, no custom objects
+    x = _x((1, 32, 32, 32, 1), seed=3)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), small_model.predict(x, verbose=0))
+    assert describe_model(loaded) == describe_model(small_model)
+
+
+def test_export_onnx_matches_keras(small_model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    path = export_onnx(small_model, tmp_path / "sub" / "unet.onnx")
+    assert path.is_file()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = _x((2, 32, 32, 32, 1), seed=4)  # batch 2: the batch axis is dynamic
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, small_model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_export_onnx_refuses_mixed_precision(tmp_path):
+    try:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        mixed = build_unet((16, 16, 16, 1), **SMALL)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    with pytest.raises(ValueError, match="float32"):
+        export_onnx(mixed, tmp_path / "m.onnx")
+
+
+# --------------------------------------------------------------------------- it learns
+def _blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # A bright ellipsoid of random centre and radii in noise; the label is the ellipsoid.
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1)
+    x = np.empty((n, size, size, size, 1), np.float32)
+    y = np.empty_like(x)
+    for i in range(n):
+        centre = rng.uniform(6, size - 6, 3)
+        radii = rng.uniform(3, 5, 3)
+        mask = (((grid - centre) / radii) ** 2).sum(-1) <= 1
+        y[i, ..., 0] = mask
+        x[i, ..., 0] = mask + 0.3 * rng.standard_normal(mask.shape)
+    return x, y
+
+
+def test_tiny_network_overfits_blobs():
+    keras.utils.set_random_seed(0)
+    x, y = _blobs(2)
+    model = build_unet((16, 16, 16, 1), base_filters=4, depth=2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=dice_bce_loss,
+                  metrics=[DiceScore()])
+    history = model.fit(x, y, batch_size=2, epochs=30, verbose=0).history["loss"]
+    assert history[-1] < 0.5 * history[0]
+    assert np.mean(history[-5:]) < np.mean(history[:5])
+    dice = DiceScore()
+    dice.update_state(y, model.predict(x, verbose=0))
+    assert float(dice.result()) > 0.9
