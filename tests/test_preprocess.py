@@ -273,3 +273,20 @@ def test_config_validation():
         pp.PreprocessConfig(n4="fsl")
     with pytest.raises(ValueError, match="normalization must be"):
         pp.PreprocessConfig(normalization="zscore255")
+
+
+@pytest.mark.parametrize("geometry", [{}, {"orientation": "LPS", "oblique_deg": (5.0, 0.0, 9.0),
+                                           "voxel_size": (2.2, 2.0, 2.4)}])
+def test_from_model_grid_support_gives_the_same_mask(geometry):
+    kwargs = {"shape": (96, 112, 80), "voxel_size": (2.0, 2.0, 2.0), **geometry}
+    head = make_head(seed=8, **kwargs)
+    data = np.asarray(head.t1w.dataobj, dtype=np.float32)
+    grid = pp.fit_model_grid(head.t1w.affine, data.shape,
+                             pp.head_mask(data, head.t1w.header.get_zooms()),
+                             shape=(48, 64, 80), spacing=4.0)
+    mask = np.asarray(head.brainmask.dataobj, dtype=np.float32)
+    prob = pp.to_model_grid(mask, grid)
+    full = pp.from_model_grid(prob, grid) >= 0.5
+    boxed = pp.from_model_grid(prob, grid, support=0.5) >= 0.5
+    np.testing.assert_array_equal(boxed, full)
+    assert not pp.from_model_grid(np.zeros(grid.shape, np.float32), grid, support=0.5).any()
