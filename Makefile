@@ -1,5 +1,5 @@
 # skullstrip: the two commands of the README, and a few helpers.
-#   make demo   set up, then run the main job (synthetic heads -> index -> preprocess)
+#   make demo   set up, then run the main job (synthetic heads -> index -> preprocess -> predict)
 #   make test   set up, then run ruff and the whole test suite
 # Everything is installed into ./.venv from pyproject.toml; nothing by hand.
 
@@ -11,7 +11,7 @@ WORKERS ?= 2
 SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean default-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
@@ -32,9 +32,20 @@ demo: setup
 	$(BIN)/skullstrip index $(SKULLSTRIP_DATA)/synth -o $(SKULLSTRIP_DATA)/synth/index.csv --overwrite
 	$(BIN)/skullstrip preprocess $(SKULLSTRIP_DATA)/synth/index.csv -o $(SKULLSTRIP_DATA)/preprocessed \
 		--plugin MultiProc --workers $(WORKERS)
+	$(BIN)/skullstrip predict $(SKULLSTRIP_DATA)/synth/NFBS_Dataset/A90000000/sub-A90000000_ses-NFB3_T1w.nii.gz \
+		-o $(SKULLSTRIP_DATA)/predicted --qc --overwrite
 
 bench: setup
-	$(BIN)/python benchmarks/bench_preprocess.py
+	$(BIN)/python benchmarks/bench_preprocess.py --markdown
+	$(BIN)/python benchmarks/bench_inference.py --markdown
+	$(BIN)/python benchmarks/bench_training.py --markdown
+	$(BIN)/python benchmarks/bench_input_pipeline.py
+
+# The bundled default model, reproducibly: train with the "default" profile, export
+# it into the package. About 40 minutes on 2 CPU cores (most of it training).
+default-model: setup
+	$(BIN)/skullstrip train --profile default -o runs/default
+	$(BIN)/skullstrip export runs/default -o skullstrip_lib/models/default --overwrite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

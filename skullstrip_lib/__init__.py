@@ -5,7 +5,9 @@ pipeline, data flowing one way:
 
 ``datasets`` (NFBS download, index, split) and ``synth`` (synthetic heads)
 → ``io`` (validated loading, RAS, writing back) → ``preprocess`` (N4, model
-grid, normalisation) and ``workflow`` (the batch run in nipype) → ``metrics``.
+grid, normalisation) and ``workflow`` (the batch run in nipype) → ``data``
+(tf.data, augmentation) → ``model``, ``losses`` → ``train`` → ``inference``
+(native-space prediction) → ``evaluate``. ``metrics`` and ``viz`` serve all;
 ``cli`` sits on top.
 
 Importing the package is cheap: submodules are imported when first used, and
@@ -19,12 +21,30 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("datasets", "errors", "io", "metrics", "preprocess", "synth", "workflow")
+_SUBMODULES = (
+    "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics", "model",
+    "preprocess", "synth", "train", "viz", "workflow",
+)
 
 __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import datasets, errors, io, metrics, preprocess, synth, workflow  # noqa: F401
+    from . import (  # noqa: F401
+        data,
+        datasets,
+        errors,
+        evaluate,
+        inference,
+        io,
+        losses,
+        metrics,
+        model,
+        preprocess,
+        synth,
+        train,
+        viz,
+        workflow,
+    )
 
 
 def __getattr__(name: str):

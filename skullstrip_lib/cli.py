@@ -124,6 +124,58 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     return 1 if len(failed) else 0
 
 
+# --------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import resolve_config, train
+
+    config = resolve_config(args.profile, data=args.data, epochs=args.epochs,
+                            steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                            seed=args.seed, workers=args.workers)
+    run = train(config, args.output, resume=args.resume, progress=not args.quiet)
+    print(f"{run}: trained; exported model in {run / 'export'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .train import export_run
+
+    out = export_run(args.run, args.output, checkpoint=args.checkpoint,
+                     overwrite=args.overwrite)
+    print(f"{out}: model.onnx, model.json")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, summarize, worst_cases_figure
+    from .inference import load_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise SkullstripError(f"{out}: already exists (use --overwrite to replace it)")
+    model = load_model(args.model)
+    index = _read_subjects(Path(args.data))
+    split = None if args.split == "all" else args.split
+    scores = evaluate(model, index, split=split, progress=not args.quiet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out, index=False)
+    print(summarize(scores).round(4).to_string())
+    if args.figure:
+        worst_cases_figure(model, index, scores, args.figure)
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import strip
+
+    results = strip(args.scans, args.output, args.model, qc=args.qc, overwrite=args.overwrite,
+                    progress=not args.quiet)
+    for r in results:
+        print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
@@ -215,6 +267,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="redo subjects whose outputs came from other inputs or parameters")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_preprocess)
+
+    p = sub.add_parser("train", help="train a U-Net (sample, default or full profile)",
+                       description="Train the 3D U-Net. A run folder gets config.yaml, log.csv, "
+                                   "TensorBoard logs, best.keras, last.keras and an exported "
+                                   "ONNX model. --resume continues a stopped run.")
+    p.add_argument("--profile", default="sample", choices=("sample", "default", "full"),
+                   help="sample: synthetic heads, minutes on a CPU; default: the shipped "
+                        "model's recipe; full: 96x128x160 at 2 mm for a GPU (default sample)")
+    p.add_argument("--data", help="index CSV or NFBS folder (default: synthetic heads)")
+    p.add_argument("-o", "--output", required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p.add_argument("--epochs", type=_positive_int, help="override the profile's epochs")
+    p.add_argument("--steps-per-epoch", type=_positive_int, help="override steps per epoch")
+    p.add_argument("--batch-size", type=_positive_int, help="override the batch size")
+    p.add_argument("--seed", type=int, help="override the seed (default 0)")
+    p.add_argument("--workers", type=_positive_int, help="preprocessing processes (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export a run's checkpoint to ONNX",
+                       description="Write model.onnx and model.json (the preprocessing it "
+                                   "needs) from a training run, for predict and evaluate.")
+    p.add_argument("run", help="training run folder")
+    p.add_argument("-o", "--output", help="output folder (default RUN/export)")
+    p.add_argument("--checkpoint", default="best.keras", choices=("best.keras", "last.keras"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="Dice, IoU, HD95 in native space on held-out subjects",
+                       description="Predict every subject of a split and score it against its "
+                                   "original mask on the scan's own grid.")
+    p.add_argument("--model", default="default",
+                   help="bundled model name, model folder, or .onnx/.keras file (default: "
+                        "the bundled default)")
+    p.add_argument("--data", required=True, help="index CSV or data folder")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="which subjects (default test)")
+    p.add_argument("-o", "--output", required=True, help="per-subject CSV to write")
+    p.add_argument("--figure", help="also write a PNG of the worst subjects")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="skull-strip scans: brain mask and brain, native space",
+                       description="For each scan write <name>_brainmask.nii.gz and "
+                                   "<name>_brain.nii.gz on the scan's own grid, with its affine, "
+                                   "qform/sform and data type. Runs on the CPU.")
+    p.add_argument("scans", nargs="+", help="NIfTI scans, or folders of them")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--model", default="default",
+                   help="bundled model name, model folder, or .onnx/.keras file")
+    p.add_argument("--qc", action="store_true", help="also write an overlay PNG per scan")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from skullstrip_lib.cli import build_parser, main
 
-COMMANDS = ["fetch", "index", "synth", "preprocess"]
+COMMANDS = ["fetch", "index", "synth", "preprocess", "train", "export", "evaluate", "predict"]
 
 
 def run(*args, **kwargs):
