@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DownloadError, InvalidInputError, MissingFileError, SkullstripError
+from .io import atomic_write_text
 
 __all__ = [
     "ENV_DATA_DIR",
@@ -416,18 +417,6 @@ def _read_marker(dest: Path) -> dict[str, Any] | None:
     return marker
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _subject_complete(dest: Path, subject: str) -> bool:
     folder = dest / subject
     names = _expected_names(subject, (p.name for p in folder.glob("sub-*.nii.gz")))
@@ -580,7 +569,7 @@ def fetch_nfbs(
                 "available": available,
                 "subjects": sorted(done | set(moved)),
             }
-            _atomic_write_text(dest / MARKER_NAME, json.dumps(record, indent=1) + "\n")
+            atomic_write_text(dest / MARKER_NAME, json.dumps(record, indent=1) + "\n")
         shutil.rmtree(tmp, ignore_errors=True)
 
     if not keep_archive:

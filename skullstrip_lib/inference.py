@@ -31,7 +31,13 @@ from scipy import ndimage
 
 from .errors import InvalidInputError, MissingFileError, SkullstripError
 from .io import Scan, load_scan, save_like
-from .preprocess import ModelGrid, PreprocessConfig, from_model_grid, prepare_input
+from .preprocess import (
+    ModelGrid,
+    PreprocessConfig,
+    bounding_box,
+    from_model_grid,
+    prepare_input,
+)
 
 __all__ = [
     "BrainModel",
@@ -205,8 +211,8 @@ def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     if not mask.any():
         return mask.copy()
     # Work inside the bounding box: labelling and filling cost a fraction of the volume.
-    idx = np.argwhere(mask)
-    lo, hi = np.maximum(idx.min(axis=0) - 1, 0), idx.max(axis=0) + 2
+    first, last = bounding_box(mask)
+    lo, hi = np.maximum(first - 1, 0), last + 2
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     labels, n = ndimage.label(mask[box])
     if n > 1:

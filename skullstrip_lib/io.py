@@ -32,6 +32,7 @@ from .errors import InvalidInputError, MissingFileError, SkullstripError
 __all__ = [
     "Scan",
     "atomic_save",
+    "atomic_write_text",
     "check_mask",
     "load_mask",
     "load_scan",
@@ -294,6 +295,30 @@ def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (JSON, CSV, YAML) all at once: a temporary name, then a rename.
+
+    A reader never sees half a file, and an interrupted write leaves the old
+    file (or none) in place. Unlike :func:`atomic_save`, an existing file is
+    replaced: these are records the library keeps up to date itself.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from . import __version__
 from .errors import InvalidInputError, SkullstripError
-from .io import Scan, atomic_save, load_mask, load_scan
+from .io import Scan, atomic_save, atomic_write_text, load_mask, load_scan
 
 __all__ = [
     "ModelGrid",
@@ -265,6 +265,28 @@ def n4_ants(
 
 
 # --------------------------------------------------------------------------- model grid
+def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last voxel index of a non-empty mask along each axis.
+
+    Computed from the mask's projections on each axis, which is several times
+    cheaper than ``np.argwhere`` on a full-size volume.
+
+    Returns
+    -------
+    first, last : numpy.ndarray of int
+        Shape ``(mask.ndim,)``; the box is ``first[i]..last[i]`` inclusive.
+    """
+    spans = [np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+             for ax in range(mask.ndim)]
+    return np.array([s[0] for s in spans]), np.array([s[-1] for s in spans])
+
+
+def _box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The 8 corners of a 3D box in homogeneous voxel coordinates, shape ``(8, 4)``."""
+    return np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
+                     for c in (lo[2], hi[2])])
+
+
 @dataclass(frozen=True)
 class ModelGrid:
     """The network's fixed grid placed on one scan, and the way back.
@@ -351,15 +373,9 @@ def fit_model_grid(
     shape = np.asarray(shape, dtype=int)
     # World coordinates of the corners of the head's voxel bounding box are enough
     # for an axis-aligned box, also when the scan is oblique.
-    # The bounding box from the mask's projections on each axis (cheaper than argwhere);
-    # voxel edges, not centres: a head voxel fills half a voxel beyond its centre.
-    spans = [np.flatnonzero(head.any(axis=tuple(a for a in range(3) if a != ax)))
-             for ax in range(3)]
-    lo = np.array([sp[0] for sp in spans]) - 0.5
-    hi = np.array([sp[-1] for sp in spans]) + 0.5
-    corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
-                        for c in (lo[2], hi[2])])
-    world = (source_affine @ corners.T).T[:, :3]
+    # Voxel edges, not centres: a head voxel fills half a voxel beyond its centre.
+    first, last = bounding_box(head)
+    world = (source_affine @ _box_corners(first - 0.5, last + 0.5).T).T[:, :3]
     wmin, wmax = world.min(axis=0), world.max(axis=0)
     centre = (wmin + wmax) / 2
     extent = spacing * shape
@@ -455,13 +471,8 @@ def from_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1,
     out = np.full(grid.source_shape, cval, dtype=np.float32)
     if not hot.any():
         return out
-    spans = [np.flatnonzero(hot.any(axis=tuple(a for a in range(3) if a != ax)))
-             for ax in range(3)]
-    lo = np.array([sp[0] for sp in spans]) - 1.0
-    hi = np.array([sp[-1] for sp in spans]) + 1.0
-    corners = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
-                        for c in (lo[2], hi[2])])
-    scan_vox = (np.linalg.inv(matrix) @ corners.T).T[:, :3]
+    first, last = bounding_box(hot)
+    scan_vox = (np.linalg.inv(matrix) @ _box_corners(first - 1.0, last + 1.0).T).T[:, :3]
     start = np.clip(np.floor(scan_vox.min(axis=0)).astype(int), 0, grid.source_shape)
     stop = np.clip(np.ceil(scan_vox.max(axis=0)).astype(int) + 1, 0, grid.source_shape)
     if np.any(stop <= start):
@@ -763,9 +774,7 @@ def preprocess_subject(
         "version": __version__,
         "seconds": round(seconds, 3),
     }
-    tmp = paths["json"].with_name(f".{paths['json'].name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, paths["json"])
+    atomic_write_text(paths["json"], json.dumps(meta, indent=1))
     return {"subject": subject, "status": "done", **{k: str(p) for k, p in paths.items()},
             "seconds": seconds}
 

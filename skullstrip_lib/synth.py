@@ -44,6 +44,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import SkullstripError
+from .io import atomic_write_text
 
 __all__ = [
     "NFBS_SHAPE",
@@ -896,9 +897,7 @@ def _save_atomic(img: nib.Nifti1Image, path: Path) -> None:
 
 
 def _write_json_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

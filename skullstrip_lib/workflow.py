@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import SkullstripError
+from .io import atomic_write_text
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 
 __all__ = ["PLUGINS", "run_one", "run_preprocessing"]
@@ -196,7 +197,5 @@ def run_preprocessing(
     if "split" in index:
         report = report.merge(index[["subject", "split"]], on="subject", how="left")
     report = report.sort_values("subject").reset_index(drop=True)
-    tmp = out_dir / ".preprocessed.csv.tmp"
-    report.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "preprocessed.csv")
+    atomic_write_text(out_dir / "preprocessed.csv", report.to_csv(index=False))
     return report

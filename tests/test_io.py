@@ -188,3 +188,14 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         atomic_save(nib.Nifti1Image(blob(), np.eye(4)), tmp_path / "b.nii.gz")
     assert only_entries(tmp_path) == []
+
+
+def test_atomic_write_text_replaces_and_leaves_no_temporary(tmp_path):
+    from skullstrip_lib.io import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "sub" / "r.json", '{"a": 1}')
+    assert p.read_text() == '{"a": 1}'
+    atomic_write_text(p, '{"a": 2}')
+    assert p.read_text() == '{"a": 2}'
+    assert sorted(x.name for x in p.parent.iterdir()) == ["r.json"]
+    assert p.stat().st_mode & 0o044  # readable by others, like any file (not mkstemp's 0600)
