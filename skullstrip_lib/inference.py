@@ -97,8 +97,7 @@ def bundled_models() -> dict[str, Path]:
 def _config_from_meta(meta: dict, where: Path) -> PreprocessConfig:
     try:
         raw = meta["preprocess"]
-        return PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in raw.items()})
+        return PreprocessConfig.from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(where, f"model description lacks valid 'preprocess' ({exc})") \
             from None

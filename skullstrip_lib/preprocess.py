@@ -578,6 +578,11 @@ class PreprocessConfig:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict` (JSON and YAML give lists where tuples are kept)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 def output_paths(out_dir: str | os.PathLike, subject: str) -> dict[str, Path]:
     """Where :func:`preprocess_subject` writes a subject's files.

@@ -115,8 +115,7 @@ class TrainConfig:
 
     def preprocess_config(self) -> PreprocessConfig:
         """The preprocessing as a :class:`PreprocessConfig`."""
-        return PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in self.preprocess.items()})
+        return PreprocessConfig.from_dict(self.preprocess)
 
     def to_dict(self) -> dict:
         """Plain data for YAML."""

@@ -47,8 +47,7 @@ def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
     """
     from .preprocess import PreprocessConfig, preprocess_subject
 
-    cfg = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in config.items()})
+    cfg = PreprocessConfig.from_dict(config)
     try:
         result = preprocess_subject(subject, t1w, out_dir, brainmask or None, cfg,
                                     overwrite=overwrite)
