@@ -1,4 +1,4 @@
-"""Figures: three-plane views of a volume with a mask outlined.
+"""Figures: three-plane views of a volume with a mask outlined, montages, viewers.
 
 matplotlib is imported inside the functions (with the non-interactive Agg
 backend when no display is set up), so importing this module is cheap.
@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["qc_overlay", "show_planes"]
+__all__ = ["montage", "qc_overlay", "show_planes", "slice_viewer"]
 
 
 def _pyplot():
     import matplotlib
 
-    if "matplotlib.pyplot" not in __import__("sys").modules and not os.environ.get("DISPLAY"):
+    modules = __import__("sys").modules
+    # Headless scripts and the CLI draw off-screen; a Jupyter kernel keeps its inline backend.
+    if ("matplotlib.pyplot" not in modules and "ipykernel" not in modules
+            and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY")):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -112,3 +115,111 @@ def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
+
+
+def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None, *,
+            titles: Sequence[str] | None = None, plane: str = "axial", ncols: int = 4,
+            zooms: Sequence[Sequence[float]] | None = None, mask_color: str = "tab:red"):
+    """One slice of each of several volumes side by side, for visual QC.
+
+    Parameters
+    ----------
+    images : sequence of numpy.ndarray
+        RAS volumes, shape ``(X, Y, Z)`` each (the shapes may differ).
+    masks : sequence of numpy.ndarray or None, optional
+        Brain masks of the same shapes, drawn as contours.
+    titles : sequence of str, optional
+        One per panel, e.g. the subject ids.
+    plane : {"sagittal", "coronal", "axial"}
+        The slice shown, through the mask's centre (or the volume's).
+    ncols : int
+        Panels per row.
+    zooms : sequence of 3-tuples, optional
+        Voxel sizes in mm, so that slices keep their proportions.
+    mask_color : str
+        Contour colour.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    planes = ("sagittal", "coronal", "axial")
+    if plane not in planes:
+        raise ValueError(f"plane must be one of {planes}, got {plane!r}")
+    axis = planes.index(plane)
+    plt = _pyplot()
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
+    for a, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if a >= n:
+            continue
+        image = np.asarray(images[a])
+        mask = None if masks is None or masks[a] is None else np.asarray(masks[a]).astype(bool)
+        cut = _centre(mask, image.shape)[axis]
+        sl = np.take(image, cut, axis=axis)
+        z = (1.0, 1.0, 1.0) if zooms is None else zooms[a]
+        rest = [d for d in range(3) if d != axis]
+        lo, hi = np.percentile(image, (1, 99.5))
+        ax.imshow(sl.T, cmap="gray", origin="lower", vmin=lo, vmax=hi,
+                  aspect=z[rest[1]] / z[rest[0]])
+        if mask is not None:
+            ms = np.take(mask, cut, axis=axis)
+            if ms.any():
+                ax.contour(ms.T.astype(float), levels=[0.5], colors=mask_color, linewidths=0.8)
+        if titles is not None:
+            ax.set_title(titles[a], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
+                 zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None):
+    """An interactive three-plane viewer (ipywidgets): one slider per axis.
+
+    It needs a live kernel (Jupyter, Colab); in the book's static HTML the
+    sliders do not respond, so chapters show a :func:`show_planes` figure too.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        3D RAS volume, shape ``(X, Y, Z)``.
+    mask : numpy.ndarray, optional
+        Same shape; outlined.
+    zooms : sequence of 3 floats
+        Voxel size in mm.
+    title : str, optional
+        Written above the first panel.
+
+    Returns
+    -------
+    ipywidgets.VBox
+        Three sliders (sagittal x, coronal y, axial z; in voxels) and the figure.
+    """
+    import ipywidgets as widgets
+
+    plt = _pyplot()
+    image = np.asarray(image)
+    start = _centre(None if mask is None else np.asarray(mask).astype(bool), image.shape)
+    sliders = [widgets.IntSlider(value=int(c), min=0, max=int(s) - 1, description=name,
+                                 continuous_update=False)
+               for c, s, name in zip(start, image.shape, ("x (sag)", "y (cor)", "z (ax)"),
+                                     strict=True)]
+    out = widgets.Output()
+
+    def draw(_=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = show_planes(image, mask, zooms=zooms, title=title,
+                              cut=[sl.value for sl in sliders])
+            from IPython.display import display
+
+            display(fig)
+            plt.close(fig)
+
+    for sl in sliders:
+        sl.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox(sliders), out])

@@ -1,0 +1,135 @@
+"""Helpers for the book's notebooks: where they run, which profile, which data.
+
+Every chapter starts the same way: it asks whether it runs on Colab, picks the
+*profile* (``"sample"``: synthetic heads on a CPU in minutes; ``"full"``: NFBS
+on a GPU) and loads its subjects as an index table. Keeping that here means a
+chapter's set-up is three lines, and an instructor's assignment can reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+import pandas as pd
+
+from .errors import SkullstripError
+
+__all__ = ["PROFILES", "in_colab", "load_subjects", "resolve_profile"]
+
+PROFILES = ("sample", "full")
+
+# The sample profile's heads: the NFBS grid (256x256x192 at 1 mm) so that every
+# chapter works on real-sized volumes; the seed keeps them the same everywhere.
+SAMPLE_SEED = 0
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab.
+
+    Examples
+    --------
+    >>> in_colab()
+    False
+    """
+    return "google.colab" in sys.modules
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile a notebook runs in.
+
+    Parameters
+    ----------
+    profile : {"sample", "full"} or None
+        An explicit choice (a papermill parameter), else the environment
+        variable ``SKULLSTRIP_PROFILE``, else ``"full"`` on Colab and
+        ``"sample"`` everywhere else.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> resolve_profile("full")
+    'full'
+    """
+    profile = profile or os.environ.get("SKULLSTRIP_PROFILE") or (
+        "full" if in_colab() else "sample")
+    if profile not in PROFILES:
+        raise SkullstripError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    return profile
+
+
+def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
+                  data_dir: str | os.PathLike | None = None, seed: int = SAMPLE_SEED,
+                  split_seed: int = 0, progress: bool = True,
+                  **head_kwargs: Any) -> pd.DataFrame:
+    """The subjects a chapter works on, as an index table.
+
+    Parameters
+    ----------
+    profile : {"sample", "full"}
+        ``"full"`` downloads NFBS (:func:`skullstrip_lib.datasets.fetch_nfbs`,
+        1.75 GB once); ``"sample"`` writes synthetic heads in the NFBS layout
+        (:func:`skullstrip_lib.synth.write_nfbs_dataset`, about 4 s each).
+    n_subjects : int or None
+        How many subjects; None means all 125 of NFBS, or 6 synthetic heads.
+    data_dir : str or path-like or None
+        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    seed : int
+        Seed of the synthetic heads.
+    split_seed : int
+        Seed of the subject-level train/val/test split.
+    progress : bool
+        Show progress bars.
+    **head_kwargs
+        Synthetic heads only: :func:`skullstrip_lib.synth.make_head` arguments
+        (``contrast="t2"``, ``voxel_size=...``); each combination gets its own
+        folder, so chapters never overwrite one another's data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``
+        (see :func:`skullstrip_lib.datasets.index_dataset`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> index = load_subjects("sample", 1, data_dir=tempfile.mkdtemp(), progress=False)
+    >>> index.columns.tolist()
+    ['subject', 't1w', 'brainmask', 'brain', 'split']
+    """
+    from .datasets import fetch_nfbs, get_data_dir, index_dataset
+
+    profile = resolve_profile(profile)
+    if profile == "full":
+        if head_kwargs:
+            raise SkullstripError("head arguments apply to synthetic heads only")
+        root = fetch_nfbs(data_dir, n_subjects=n_subjects, progressbar=progress)
+        return _first(index_dataset(root, seed=split_seed), n_subjects, split_seed)
+
+    from .synth import write_nfbs_dataset
+
+    n = 6 if n_subjects is None else int(n_subjects)
+    key = hashlib.sha256(json.dumps([seed, head_kwargs], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:10]
+    folder = get_data_dir(data_dir) / "sample" / f"synth-{key}"
+    write_nfbs_dataset(folder, n, seed=seed, progress=progress, **head_kwargs)
+    return _first(index_dataset(folder, seed=split_seed), n, split_seed)
+
+
+def _first(index: pd.DataFrame, n: int | None, split_seed: int) -> pd.DataFrame:
+    # A folder made earlier for more subjects holds them all: keep the first n,
+    # and split those n again so that every split gets its share.
+    from .datasets import split_subjects
+
+    if n is None or len(index) <= n:
+        return index
+    index = index.head(n).reset_index(drop=True)
+    return index.assign(split=index["subject"].map(split_subjects(index["subject"],
+                                                                  seed=split_seed)))
