@@ -1,6 +1,6 @@
 # skullstrip: the two commands of the README, and a few helpers.
-#   make demo   set up, then run the main job (synthetic heads -> index -> preprocess -> predict)
-#   make test   set up, then run ruff and the whole test suite
+#   make book   set up, then the main job: build the book, every chapter executed (sample profile)
+#   make test   set up, then run ruff and the whole test suite (chapters executed too)
 # Everything is installed into ./.venv from pyproject.toml; nothing by hand.
 
 PYTHON ?= python3
@@ -11,12 +11,12 @@ WORKERS ?= 2
 SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
-.PHONY: setup test demo bench lint clean default-model
+.PHONY: setup test book student-edition demo bench lint clean default-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,book]'
 	touch $@
 
 setup: $(STAMP)
@@ -26,6 +26,18 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -n $(WORKERS)
+
+# The book, offline, every chapter executed in the sample profile; any warning fails it.
+# Chapters are re-executed only when their code changed (jupyter-cache in _build/).
+book: setup
+	SKULLSTRIP_PROFILE=sample TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jupyter-book build . \
+		--warningiserror --keep-going
+	@echo "The book: $(CURDIR)/_build/html/index.html"
+
+# The chapters without exercise solutions, for handing out (see book/instructors.md).
+student-edition: setup
+	$(BIN)/python -c 'from skullstrip_lib.notebook import student_edition as s; \
+		print(s("notebooks", "_build/student", overwrite=True))'
 
 demo: setup
 	$(BIN)/skullstrip synth $(SKULLSTRIP_DATA)/synth --subjects $(SUBJECTS) --seed 0
@@ -48,4 +60,4 @@ default-model: setup
 	$(BIN)/skullstrip export runs/default -o skullstrip_lib/models/default --overwrite
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info _build

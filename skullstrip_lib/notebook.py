@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import SkullstripError
+from .io import atomic_write_text
 
-__all__ = ["PROFILES", "in_colab", "load_subjects", "resolve_profile"]
+__all__ = ["PROFILES", "in_colab", "load_subjects", "resolve_profile", "student_edition"]
 
 PROFILES = ("sample", "full")
 
@@ -133,3 +136,89 @@ def _first(index: pd.DataFrame, n: int | None, split_seed: int) -> pd.DataFrame:
     index = index.head(n).reset_index(drop=True)
     return index.assign(split=index["subject"].map(split_subjects(index["subject"],
                                                                   seed=split_seed)))
+
+
+# A fenced ```{solution} ...``` directive (any fence length of 3 or more backticks or colons).
+_SOLUTION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{solution\}.*?^(?P=fence)[ \t]*$\n?",
+                       re.MULTILINE | re.DOTALL)
+
+
+def _strip_solutions(cells: list) -> tuple[list, int]:
+    kept, removed, gated = [], 0, False
+    for cell in cells:
+        text = cell.get("source", "")
+        text = "".join(text) if isinstance(text, list) else text
+        if cell.get("cell_type") == "markdown" and "{solution-start}" in text:
+            gated, removed = True, removed + 1
+            continue
+        if gated:
+            if cell.get("cell_type") == "markdown" and "{solution-end}" in text:
+                gated = False
+            continue
+        if cell.get("cell_type") == "markdown" and "{solution}" in text:
+            text, n = _SOLUTION.subn("", text)
+            removed += n
+            if not text.strip():
+                continue
+            cell["source"] = text
+        kept.append(cell)
+    if gated:
+        raise SkullstripError("a {solution-start} has no {solution-end}")
+    return kept, removed
+
+
+def student_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    overwrite: bool = False) -> dict[str, int]:
+    """Copy the chapters without their exercise solutions and outputs.
+
+    Prose solutions (a ``{solution}`` directive) are cut out of their markdown
+    cells; code solutions (the cells from ``{solution-start}`` to
+    ``{solution-end}``) are dropped. The exercises themselves stay.
+
+    Parameters
+    ----------
+    src : str or path-like
+        A notebook, or a folder of notebooks (``*.ipynb``).
+    out_dir : str or path-like
+        Folder for the student copies (created; same file names).
+    overwrite : bool
+        Replace existing copies.
+
+    Returns
+    -------
+    dict of str to int
+        Number of solutions removed per notebook file name.
+
+    Raises
+    ------
+    SkullstripError
+        A copy exists and *overwrite* is False, or a gated solution is not closed.
+
+    Examples
+    --------
+    ``student_edition("notebooks", "student")`` writes ``student/01_mri_and_t1.ipynb``
+    and the others, ready to hand out.
+    """
+    import nbformat
+
+    src = Path(src)
+    paths = sorted(src.glob("*.ipynb")) if src.is_dir() else [src]
+    out = Path(out_dir)
+    todo = [(p, out / p.name) for p in paths]
+    if not overwrite:
+        for _, dst in todo:
+            if dst.exists():
+                raise SkullstripError(f"{dst}: exists; use overwrite=True")
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for path, dst in todo:
+        nb = nbformat.read(path, as_version=4)
+        try:
+            nb.cells, counts[path.name] = _strip_solutions(nb.cells)
+        except SkullstripError as exc:
+            raise SkullstripError(f"{path}: {exc}") from None
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        atomic_write_text(dst, nbformat.writes(nb) + "\n")
+    return counts

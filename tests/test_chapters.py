@@ -1,0 +1,102 @@
+"""The book's chapters: their structure, and every one executed in the sample profile.
+
+Each notebook runs top to bottom with papermill (``profile = "sample"``) in its
+own empty data folder, so a broken chapter fails CI. The structure tests check
+the skeleton every chapter follows (see the README's "Writing a chapter").
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+COLAB = "https://colab.research.google.com/github/skullstrip/skullstrip/blob/main/notebooks/"
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def _source(cell) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+def test_ten_chapters_in_the_toc():
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 11)]
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert [f for f in files if f.startswith("notebooks/")] == [
+        f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    for f in files:
+        assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_chapter_skeleton(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    cells = nb.cells
+    md = [_source(c) for c in cells if c.cell_type == "markdown"]
+    code = [c for c in cells if c.cell_type == "code"]
+    # Stored without outputs.
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs stored"
+    # One H1, "N. Title", numbered like the file; the Colab badge points at this file.
+    h1 = [line for text in md for line in text.splitlines() if re.match(r"# \S", line)]
+    assert len(h1) == 1 and h1[0].startswith(f"# {int(path.stem[:2])}. "), h1
+    assert f"{COLAB}{path.name})" in md[0]
+    headings = [line.split()[0] for text in md for line in text.splitlines()
+                if re.match(r"#{2,} ", line)]
+    assert "## Overview" in "\n".join(md) and "## Exercises" in "\n".join(md)
+    assert "## Summary" in "\n".join(md)
+    assert all(len(b) <= len(a) + 1 for a, b in zip(["#", *headings], headings, strict=False))
+    # The Colab set-up cell, then the papermill parameters.
+    setup = next(c for c in code if "google.colab" in _source(c))
+    assert "hide-input" in setup.metadata.get("tags", [])
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and re.search(r"^profile = None", _source(params[0]), re.M)
+    assert code.index(setup) < code.index(params[0])
+    # Exercises, each with its (hidden) solution.
+    text = "\n".join(md)
+    labels = re.findall(r"\{exercise\}\n:label: (\S+)", text)
+    assert len(labels) >= 2
+    for label in labels:
+        assert re.search(r"\{solution(-start)?\} " + re.escape(label) + r"\n:class: dropdown",
+                         text), f"{label}: no dropdown solution"
+    # No logic lives only in a notebook: functions and classes belong in skullstrip_lib.
+    for c in code:
+        assert not re.search(r"^\s*(def|class) ", _source(c), re.M), _source(c)[:80]
+
+
+def test_exercise_labels_unique():
+    labels = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        labels += re.findall(r"\{exercise\}\n:label: (\S+)",
+                             "\n".join(_source(c) for c in nb.cells))
+    assert len(labels) == len(set(labels))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SKULLSTRIP_PROFILE", "sample")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = tmp_path / path.name
+    papermill.execute_notebook(path, out, parameters={"profile": "sample"},
+                               cwd=str(path.parent), kernel_name="python3",
+                               progress_bar=False, log_output=False)
+    executed = nbformat.read(out, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    # Every chapter shows at least one figure.
+    assert any(o.get("data", {}).get("image/png") for c in executed.cells
+               if c.cell_type == "code" for o in c.outputs)
+    # Nothing was written into the repository.
+    assert not list((ROOT / "notebooks").glob("*.ipynb.*"))

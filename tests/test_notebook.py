@@ -1,0 +1,101 @@
+"""The notebook helpers: profiles, chapter data, the student edition."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from skullstrip_lib import notebook
+from skullstrip_lib.errors import SkullstripError
+
+
+def test_resolve_profile(monkeypatch):
+    monkeypatch.delenv("SKULLSTRIP_PROFILE", raising=False)
+    assert notebook.resolve_profile(None) == "sample"
+    assert notebook.resolve_profile("full") == "full"
+    monkeypatch.setenv("SKULLSTRIP_PROFILE", "full")
+    assert notebook.resolve_profile(None) == "full"
+    assert notebook.resolve_profile("sample") == "sample"
+    with pytest.raises(SkullstripError, match="unknown profile 'gpu'"):
+        notebook.resolve_profile("gpu")
+
+
+def test_colab_picks_full(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delenv("SKULLSTRIP_PROFILE", raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert notebook.in_colab()
+    assert notebook.resolve_profile(None) == "full"
+
+
+def test_load_subjects_sample(tmp_path):
+    small = {"shape": (64, 64, 48), "voxel_size": (4.0, 4.0, 4.0)}
+    index = notebook.load_subjects("sample", 4, data_dir=tmp_path, progress=False, **small)
+    assert index.columns.tolist() == ["subject", "t1w", "brainmask", "brain", "split"]
+    assert len(index) == 4 and set(index["split"]) == {"train", "val", "test"}
+    assert all(str(tmp_path) in p for p in index["t1w"])
+    # Fewer subjects from the same folder: the first ones, split again among themselves.
+    again = notebook.load_subjects("sample", 3, data_dir=tmp_path, progress=False, **small)
+    assert again["subject"].tolist() == index["subject"].tolist()[:3]
+    assert set(again["split"]) == {"train", "val", "test"}
+    # Other head settings never share (or overwrite) a folder.
+    t2 = notebook.load_subjects("sample", 1, data_dir=tmp_path, progress=False,
+                                contrast="t2", **small)
+    assert t2["t1w"][0] != index["t1w"][0]
+    assert len(list((tmp_path / "sample").iterdir())) == 2
+
+
+def test_load_subjects_full_rejects_head_arguments(tmp_path):
+    with pytest.raises(SkullstripError, match="synthetic heads only"):
+        notebook.load_subjects("full", 1, data_dir=tmp_path, contrast="t2")
+
+
+def _chapter(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 1. A chapter"),
+        nbformat.v4.new_markdown_cell("```{exercise}\n:label: ex-a\nWhy?\n```"),
+        nbformat.v4.new_markdown_cell("```{solution} ex-a\n:class: dropdown\nBecause.\n```"),
+        nbformat.v4.new_markdown_cell(
+            "Text before.\n\n````{solution} ex-b\n:class: dropdown\n```python\nx = 1\n```\n"
+            "````\nText after."),
+        nbformat.v4.new_markdown_cell("```{exercise}\n:label: ex-c\nCompute it.\n```"),
+        nbformat.v4.new_markdown_cell("```{solution-start} ex-c\n:class: dropdown\n```"),
+        nbformat.v4.new_code_cell("answer = 42"),
+        nbformat.v4.new_markdown_cell("```{solution-end}\n```"),
+        nbformat.v4.new_code_cell("print(1)"),
+    ]
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    path = tmp_path / "01_chapter.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_student_edition_removes_solutions_and_outputs(tmp_path):
+    src = _chapter(tmp_path)
+    counts = notebook.student_edition(src, tmp_path / "student")
+    assert counts == {"01_chapter.ipynb": 3}
+    nb = nbformat.read(tmp_path / "student" / src.name, as_version=4)
+    text = json.dumps([c.source for c in nb.cells])
+    assert "solution" not in text and "Because" not in text and "answer = 42" not in text
+    assert "Text before." in text and "Text after." in text
+    assert sum("{exercise}" in c.source for c in nb.cells) == 2
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    with pytest.raises(SkullstripError, match="exists"):
+        notebook.student_edition(src, tmp_path / "student")
+    notebook.student_edition(src, tmp_path / "student", overwrite=True)
+
+
+def test_student_edition_unclosed_solution(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("```{solution-start} ex\n```"),
+                nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(SkullstripError, match=r"bad.ipynb: a \{solution-start\} has no"):
+        notebook.student_edition(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "bad.ipynb").exists()
