@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics", "model",
-    "notebook", "preprocess", "synth", "train", "viz", "workflow",
+    "mri", "notebook", "preprocess", "synth", "train", "viz", "workflow",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
         losses,
         metrics,
         model,
+        mri,
         notebook,
         preprocess,
         synth,
