@@ -40,12 +40,18 @@ import keras
 import numpy as np
 
 __all__ = [
+    "batch_dependence",
+    "block_table",
     "build_source_unet",
     "build_unet",
+    "conv_footprint",
     "describe_model",
     "export_onnx",
+    "layer_inputs",
     "parameter_count",
     "receptive_field",
+    "source_parameter_count",
+    "training_memory",
 ]
 
 NORMS = ("instance", "group", "batch", None)
@@ -505,3 +511,290 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
             f"shapes {got.shape} and {expected.shape}; on large grids float32 normalisation "
             "statistics differ by about 1e-3 between the two, see export_onnx's atol")
     return path
+
+
+# --------------------------------------------------------------------------- looking inside
+def layer_inputs(model: keras.Model, pattern: str | None = None) -> dict[str, list[str]]:
+    """Which layers' outputs each layer of a functional model reads.
+
+    Read from the Keras graph itself (each layer's input tensors matched to the
+    layer that produced them), so it shows the wiring the model really has,
+    not the one its code meant to build.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model in which each layer is called once (as in this module).
+    pattern : str, optional
+        A regular expression; only layers whose whole name matches it are listed
+        (``r".*_conv2"``: the second convolution of each block).
+
+    Returns
+    -------
+    dict
+        Layer name -> names of the layers it reads, in the order of its inputs
+        (the input layer is named as the model's input, e.g. ``"t1w"``). Input
+        layers themselves are left out.
+
+    Examples
+    --------
+    >>> model = build_unet((8, 8, 8, 1), base_filters=2, depth=2)
+    >>> layer_inputs(model, r"enc0_conv\\d")
+    {'enc0_conv1': ['t1w'], 'enc0_conv2': ['enc0_relu1']}
+    """
+    producer = {id(layer.output): layer.name for layer in model.layers}
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if pattern is not None and not re.fullmatch(pattern, layer.name):
+            continue
+        found[layer.name] = [producer.get(id(t), "?") for t in keras.tree.flatten(layer.input)]
+    return found
+
+
+def block_table(model: keras.Model):
+    """One row per block of a model from this module: its grid, channels, weights, wiring.
+
+    A *block* is every layer whose name starts with the same prefix (``enc0``,
+    ``enc1``, ..., ``dec0``; the output layer ``mask`` is a block of its own).
+    Works on :func:`build_unet` and :func:`build_source_unet` models alike,
+    which is the point: the ``conv2_reads`` column shows the source network's
+    defect.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built by this module (layer names ``encL_...``, ``decL_...``, ``mask``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``block`` (str), ``grid`` (str, ``"XxYxZ"`` voxels of the
+        block's output), ``channels`` (int), ``parameters`` (int, weights of the
+        block's layers, including its pooling, upsampling and concatenation,
+        which have none), ``conv2_reads`` (str, the layer whose output the
+        block's second convolution reads; empty for ``mask``), in graph order.
+    """
+    import pandas as pd
+
+    wiring = layer_inputs(model, r".*_conv2")
+    rows: dict[str, dict] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        prefix = layer.name.split("_")[0]
+        row = rows.setdefault(prefix, {"block": prefix, "parameters": 0, "conv2_reads": ""})
+        row["parameters"] += int(layer.count_params())
+        if layer.name in wiring:
+            row["conv2_reads"] = ", ".join(wiring[layer.name])
+        if isinstance(layer, (keras.layers.MaxPooling3D, keras.layers.SpatialDropout3D)):
+            continue  # the block's output is before its pooling (dropout keeps the shape)
+        shape = layer.output.shape
+        row["grid"] = "x".join(str(s) for s in shape[1:4])
+        row["channels"] = int(shape[-1])
+    columns = ["block", "grid", "channels", "parameters", "conv2_reads"]
+    return pd.DataFrame(list(rows.values()))[columns]
+
+
+def source_parameter_count(base_filters: int = 16, in_channels: int = 1, *,
+                           as_described: bool = False) -> int:
+    """Number of weights of :func:`build_source_unet`, from the architecture alone.
+
+    The source network's blocks are plain convolutions with biases and no
+    normalisation; with ``f_l = base * 2**l`` its blocks map ``c_in → f_l`` as
+    in :func:`parameter_count`, and its output layer is a 1x1x2 convolution
+    (``2 f_0 + 1`` weights).
+
+    Parameters
+    ----------
+    base_filters : int
+        Channels at the first level.
+    in_channels : int
+        Channels of the input volume.
+    as_described : bool
+        False: the network the article's code builds, where each block is one
+        3x3x3 convolution (``27 c_in f + f``; the first convolution is not in the
+        graph). True: the network its text describes, two convolutions in a
+        row (``27 c_in f + f + 27 f² + f``).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> source_parameter_count(16), source_parameter_count(16, as_described=True)
+    (726577, 1459601)
+    """
+    base_filters = _check_int(base_filters, "base_filters", 1)
+    in_channels = _check_int(in_channels, "in_channels", 1)
+    filters = [base_filters * 2**level for level in range(4)]
+
+    def block(c_in: int, c_out: int) -> int:
+        first = 27 * c_in * c_out + c_out
+        return first + (27 * c_out * c_out + c_out if as_described else 0)
+
+    total = sum(block(in_channels if level == 0 else filters[level - 1], f)
+                for level, f in enumerate(filters))
+    total += sum(block(filters[level + 1] + filters[level], filters[level]) for level in range(3))
+    return total + 2 * filters[0] + 1
+
+
+def conv_footprint(kernel_size: int | Sequence[int], *, padding: str = "same",
+                   length: int = 9) -> tuple[tuple[int, ...], ...]:
+    """Which input voxels a Keras ``Conv3D`` output voxel reads, as offsets per axis.
+
+    Measured, not derived: a ``Conv3D`` with all-one weights and no bias is run
+    on a volume of zeros with a single 1 at its centre ``c``; each output voxel
+    ``p`` that is non-zero reads ``c``, at offset ``c - p``. With ``"same"``
+    padding an odd kernel is centred (3: offsets -1, 0, 1), but an even one is
+    not: TensorFlow pads the end of the axis, so a kernel of 2 reads offsets 0
+    and 1, the voxel and its next neighbour. The output is shifted by half a
+    voxel along that axis (the source article's 1x1x2 output layer).
+
+    Parameters
+    ----------
+    kernel_size : int or sequence of 3 int
+        As for ``keras.layers.Conv3D``.
+    padding : {"same", "valid"}
+        As for ``keras.layers.Conv3D``. With ``"valid"`` the output grid is
+        smaller; offsets are then taken relative to ``p + (k - 1) // 2``.
+    length : int
+        Size of the test volume along each axis (larger than the kernel).
+
+    Returns
+    -------
+    tuple of 3 tuples of int
+        Sorted offsets along X, Y and Z.
+
+    Examples
+    --------
+    >>> conv_footprint((1, 1, 2))
+    ((0,), (0,), (0, 1))
+    """
+    kernel = (kernel_size,) * 3 if isinstance(kernel_size, (int, np.integer)) else tuple(
+        kernel_size)
+    if len(kernel) != 3 or min(kernel) < 1 or max(kernel) >= length:
+        raise ValueError(f"kernel_size must be 3 positive sizes below length {length}, "
+                         f"got {kernel_size!r}")
+    layer = keras.layers.Conv3D(1, kernel, padding=padding, use_bias=False,
+                                kernel_initializer="ones", dtype="float32")
+    centre = length // 2
+    x = np.zeros((1, length, length, length, 1), np.float32)
+    x[0, centre, centre, centre, 0] = 1.0
+    y = keras.ops.convert_to_numpy(layer(x))[0, ..., 0]
+    shift = [0 if padding == "same" else (k - 1) // 2 for k in kernel]
+    hit = np.argwhere(y > 0.5)
+    return tuple(tuple(sorted({int(centre - p - s) for p in hit[:, a]}))
+                 for a, s in zip(range(3), shift, strict=True))
+
+
+def batch_dependence(norm: str | None, *, channels: int = 4, shape: Sequence[int] = (8, 8, 8),
+                     seed: int = 0) -> float:
+    """How much one volume's normalised output changes when the *other* volume in its batch does.
+
+    A normalisation layer (as :func:`build_unet` builds it for ``norm``) is
+    applied, in training mode, to a batch of two random volumes; then the
+    second volume is replaced by another, with a different mean and scale, and
+    the first volume's output is compared. Instance (and group) normalisation
+    use each volume's own statistics: nothing changes. Batch normalisation
+    pools the statistics over the batch: the first volume's output changes
+    with its neighbour, which is noise when a batch holds one or two volumes.
+
+    Parameters
+    ----------
+    norm : {"instance", "group", "batch", None}
+        As in :func:`build_unet`.
+    channels : int
+        Channels of the test volumes.
+    shape : sequence of 3 int
+        Grid of the test volumes.
+    seed : int
+        Seed of the random volumes.
+
+    Returns
+    -------
+    float
+        Largest absolute change of the first volume's output (0 for none).
+
+    Examples
+    --------
+    >>> batch_dependence("instance") < 1e-5 < batch_dependence("batch")
+    True
+    """
+    norm = _check_norm(norm)
+    channels = _check_int(channels, "channels", 1)
+    layer = _norm_layer(norm, channels, "norm")
+    if layer is None:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((1, *shape, channels)).astype(np.float32)
+    b = rng.standard_normal((1, *shape, channels)).astype(np.float32)
+    c = (3.0 * rng.standard_normal((1, *shape, channels)) + 2.0).astype(np.float32)
+    first = keras.ops.convert_to_numpy(layer(np.concatenate([a, b]), training=True))[0]
+    second = keras.ops.convert_to_numpy(layer(np.concatenate([a, c]), training=True))[0]
+    return float(np.max(np.abs(first - second)))
+
+
+def training_memory(model: keras.Model, batch_size: int = 1, *,
+                    optimizer_slots: int = 2) -> dict[str, int]:
+    """A back-of-the-envelope estimate of the memory a training step needs, in bytes.
+
+    * **weights**: every weight, at its variable's dtype (float32 also under
+      mixed precision, where Keras keeps float32 master weights);
+    * **gradients**: one per trainable weight, same size;
+    * **optimizer**: ``optimizer_slots`` values per trainable weight (Adam keeps
+      two moments);
+    * **activations**: the output of every layer for ``batch_size`` volumes, at
+      the layer's compute dtype (2 bytes under ``mixed_float16``, 4 in
+      float32), input included. Backpropagation needs them, so they are kept
+      from the forward pass until the backward pass has used them.
+
+    It is a lower bound of what a framework really uses: the gradients with
+    respect to the activations during the backward pass, convolution
+    workspaces, copies made by casts and the allocator's slack come on top.
+    What it gets right is the scaling: activations grow linearly with the batch
+    and with the number of voxels, and at 3D sizes they dominate everything
+    else.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built with its real input shape (building does not allocate activations).
+    batch_size : int
+        Volumes per step.
+    optimizer_slots : int
+        Values the optimizer keeps per weight: 2 for Adam, 1 for SGD with
+        momentum, 0 for plain SGD.
+
+    Returns
+    -------
+    dict
+        ``weights``, ``gradients``, ``optimizer``, ``activations`` and
+        ``total``, all int, bytes.
+
+    Examples
+    --------
+    >>> m = build_unet((16, 16, 16, 1), base_filters=2, depth=1, dropout=0.0, norm=None)
+    >>> training_memory(m)["weights"] == 4 * m.count_params()
+    True
+    """
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    slots = _check_int(optimizer_slots, "optimizer_slots", 0)
+
+    def nbytes(variable) -> int:
+        return math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
+
+    weights = sum(nbytes(w) for w in model.weights)
+    trainable = sum(nbytes(w) for w in model.trainable_weights)
+    activations = 0
+    for layer in model.layers:
+        dtype = "float32" if isinstance(layer, keras.layers.InputLayer) else layer.compute_dtype
+        for tensor in keras.tree.flatten(layer.output):
+            activations += math.prod(tensor.shape[1:]) * np.dtype(dtype).itemsize
+    activations *= batch_size
+    out = {"weights": weights, "gradients": trainable, "optimizer": slots * trainable,
+           "activations": activations}
+    out["total"] = sum(out.values())
+    return out

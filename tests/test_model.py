@@ -215,3 +215,93 @@ def test_tiny_network_overfits_blobs():
     dice = DiceScore()
     dice.update_state(y, model.predict(x, verbose=0))
     assert float(dice.result()) > 0.9
+
+
+# --------------------------------------------------------------------------- looking inside
+def test_layer_inputs_and_block_table_show_the_wiring():
+    from skullstrip_lib.model import block_table, layer_inputs
+
+    ours = build_unet((16, 16, 16, 1), base_filters=2, depth=2)
+    assert layer_inputs(ours, r"enc0_conv\d") == {"enc0_conv1": ["t1w"],
+                                                  "enc0_conv2": ["enc0_relu1"]}
+    assert layer_inputs(ours, "dec0_concat") == {"dec0_concat": ["dec0_up", "enc0_out"]}
+    table = block_table(ours)
+    assert table["block"].tolist() == ["enc0", "enc1", "dec0", "mask"]
+    assert table["grid"].tolist() == ["16x16x16", "8x8x8", "16x16x16", "16x16x16"]
+    assert table["channels"].tolist() == [2, 4, 2, 1]
+    assert table["parameters"].sum() == ours.count_params()
+    assert table["conv2_reads"].tolist() == ["enc0_relu1", "enc1_relu1", "dec0_relu1", ""]
+    source = block_table(build_source_unet((16, 16, 16, 1), base_filters=2))
+    assert source["conv2_reads"].tolist() == ["t1w", "enc0_pool", "enc1_pool", "enc2_pool",
+                                              "dec2_concat", "dec1_concat", "dec0_concat", ""]
+
+
+@pytest.mark.parametrize(("base", "channels"), [(1, 1), (2, 3), (16, 1)])
+def test_source_parameter_count(base, channels):
+    from skullstrip_lib.model import source_parameter_count
+
+    model = build_source_unet((8, 8, 8, channels), base_filters=base)
+    assert source_parameter_count(base, channels) == model.count_params()
+    # As described: each block gains its first convolution's f_in -> f, i.e. the
+    # second one now maps f -> f (27 f^2 + f), for the 7 blocks.
+    f = [base * 2**level for level in range(4)]
+    extra = sum(27 * c * c + c for c in f) + sum(27 * c * c + c for c in f[:3])
+    assert source_parameter_count(base, channels, as_described=True) == (
+        model.count_params() + extra)
+
+
+def test_conv_footprint():
+    from skullstrip_lib.model import conv_footprint
+
+    assert conv_footprint(3) == ((-1, 0, 1),) * 3
+    assert conv_footprint(1) == ((0,),) * 3
+    assert conv_footprint((1, 1, 2)) == ((0,), (0,), (0, 1))  # half a voxel off-centre
+    assert conv_footprint((3, 1, 2), padding="valid") == ((-1, 0, 1), (0,), (0, 1))
+    with pytest.raises(ValueError, match="kernel_size"):
+        conv_footprint(9, length=9)
+
+
+def test_batch_dependence():
+    from skullstrip_lib.model import batch_dependence
+
+    assert batch_dependence("instance") < 1e-5
+    assert batch_dependence("group") < 1e-5
+    assert batch_dependence(None) == 0.0
+    assert batch_dependence("batch") > 0.1
+
+
+def test_training_memory_by_hand():
+    from skullstrip_lib.model import training_memory
+
+    # Layers: t1w (1 ch), conv1, relu1, conv2, proj, add, out (2 ch each), mask (1 ch).
+    model = build_unet((8, 8, 8, 1), base_filters=2, depth=1, dropout=0.0, norm=None)
+    assert [layer.name for layer in model.layers] == [
+        "t1w", "enc0_conv1", "enc0_relu1", "enc0_conv2", "enc0_proj", "enc0_add", "enc0_out",
+        "mask"]
+    memory = training_memory(model, batch_size=3)
+    params = model.count_params()
+    assert memory["weights"] == memory["gradients"] == 4 * params
+    assert memory["optimizer"] == 8 * params
+    assert memory["activations"] == 3 * 4 * 512 * (1 + 6 * 2 + 1)
+    assert memory["total"] == 16 * params + memory["activations"]
+    assert training_memory(model, 1, optimizer_slots=0)["optimizer"] == 0
+    try:  # float16 activations, except the float32 input and output
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        mixed = build_unet((8, 8, 8, 1), base_filters=2, depth=1, dropout=0.0, norm=None)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert training_memory(mixed)["activations"] == 512 * (4 + 6 * 2 * 2 + 4)
+    assert training_memory(mixed)["weights"] == 4 * params  # float32 master weights
+
+
+def test_plot_unet_draws_every_block():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skullstrip_lib.model import block_table
+    from skullstrip_lib.viz import plot_unet
+
+    fig = plot_unet(block_table(build_unet((16, 16, 16, 1), base_filters=2, depth=3)))
+    texts = [t.get_text() for t in fig.axes[0].texts if t.get_text()]  # arrows have none
+    assert len(texts) == 6 and texts[0] == "enc0\n16x16x16\n2 ch"
+    assert "enc2\n4x4x4\n8 ch" in texts and texts[-1].startswith("mask")
