@@ -45,8 +45,11 @@ __all__ = [
     "load_model",
     "postprocess_mask",
     "predict_mask",
+    "probability_map",
+    "resolve_model",
     "scan_name",
     "strip",
+    "with_preprocessing",
 ]
 
 MODEL_FILE, META_FILE = "model.onnx", "model.json"
@@ -366,3 +369,114 @@ def strip(
         results.append({**{k: None if v is None else str(v) for k, v in t.items()},
                         "volume_ml": volume})
     return results
+
+
+def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:
+    """The network's brain probability brought back onto the scan's grid, before any cleaning.
+
+    :func:`predict_mask` thresholds this map at ``model.threshold`` and then
+    cleans it with :func:`postprocess_mask`; looking at the map itself shows
+    where the network hesitates (values near 0.5) and what the cleaning removes.
+
+    Parameters
+    ----------
+    scan : Scan
+        From :func:`skullstrip_lib.io.load_scan`.
+    model : BrainModel
+        From :func:`load_model`.
+
+    Returns
+    -------
+    probability : numpy.ndarray of float32
+        Shape ``scan.image.shape`` (RAS order), values in [0, 1]; linear
+        interpolation of the model-grid output, 0 outside the model grid.
+    grid : ModelGrid
+        The model grid placed on this scan.
+    """
+    image, grid = prepare_input(scan, model.config)
+    return from_model_grid(model.probabilities(image), grid, order=1), grid
+
+
+def with_preprocessing(model: BrainModel, **changes) -> BrainModel:
+    """The same network with some preprocessing settings changed.
+
+    For experiments only: a network expects the preprocessing it was trained
+    with, so a change is itself a shift in its input (that is what such an
+    experiment measures). Useful for test-time remedies, e.g. N4 bias-field
+    correction before a model that was trained without it.
+
+    Parameters
+    ----------
+    model : BrainModel
+        From :func:`load_model`; not modified.
+    **changes
+        :class:`~skullstrip_lib.preprocess.PreprocessConfig` fields, e.g.
+        ``n4="simpleitk"`` or ``normalization="minmax"``.
+
+    Returns
+    -------
+    BrainModel
+        Shares the network (no copy); its ``name`` records the changes.
+
+    Examples
+    --------
+    >>> m = with_preprocessing(load_model("default"), n4="simpleitk")  # doctest: +SKIP
+    >>> m.config.n4, m.name  # doctest: +SKIP
+    ('simpleitk', 'default [n4=simpleitk]')
+    """
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"not preprocessing settings: {', '.join(unknown)}")
+    config = dataclasses.replace(model.config, **changes)
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    return dataclasses.replace(model, config=config, name=f"{model.name} [{label}]")
+
+
+def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: str = "sample",
+                  *, data_dir: str | os.PathLike | None = None) -> BrainModel:
+    """The model a book chapter works with.
+
+    Parameters
+    ----------
+    model : str, path-like, BrainModel or None
+        An explicit choice (a notebook parameter): a bundled name, a model
+        folder or file (see :func:`load_model`), or a training run folder
+        (its ``export/`` is used). None picks by profile.
+    profile : {"sample", "full"}
+        With no explicit model, ``"full"`` uses a run trained on NFBS that
+        has an ``export/``: ``<data dir>/runs/full``, else the newest run that
+        chapter 7 made (``<data dir>/runs/ch07-full-*``); every other case,
+        and a full profile with no such run, uses the bundled ``"default"`` model.
+    data_dir : path-like, optional
+        See :func:`skullstrip_lib.datasets.get_data_dir`.
+
+    Returns
+    -------
+    BrainModel
+
+    Examples
+    --------
+    >>> resolve_model(None, "sample").name  # doctest: +SKIP
+    'default'
+    """
+    if isinstance(model, BrainModel):
+        return model
+    if model is None:
+        model = "default"
+        if profile == "full":
+            from .datasets import get_data_dir
+
+            runs = get_data_dir(data_dir) / "runs"
+            # runs/full if it exists, else chapter 7's newest run (runs/ch07-full-*).
+            found = [runs / "full", *sorted(runs.glob("ch07-full-*"),
+                                           key=lambda p: p.stat().st_mtime, reverse=True)]
+            model = next((run for run in found if (run / "export" / MODEL_FILE).is_file()),
+                         "default")
+    path = Path(model)
+    if path.is_dir() and not (path / MODEL_FILE).is_file() and (path / "export").is_dir():
+        path = path / "export"  # a training run: its exported model
+        model = path
+    return load_model(model)
