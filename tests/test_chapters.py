@@ -90,6 +90,7 @@ def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch):
     out = tmp_path / path.name
     papermill.execute_notebook(path, out, parameters={"profile": "sample"},
                                cwd=str(path.parent), kernel_name="python3",
+                               execution_timeout=900,
                                progress_bar=False, log_output=False)
     executed = nbformat.read(out, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code"
