@@ -482,14 +482,13 @@ def toy_ball(shape: tuple[int, int, int] = (64, 64, 64), fraction: float = 0.1):
     """
     import numpy as np
 
+    from .metrics import sphere
+
     if not 0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
     n = int(np.prod(shape))
     radius = (3 * fraction * n / (4 * np.pi)) ** (1 / 3)
-    grid = np.indices(shape, dtype=np.float32)
-    centre = (np.asarray(shape, np.float32) - 1) / 2
-    distance2 = sum((grid[a] - centre[a]) ** 2 for a in range(3))
-    return distance2 <= radius**2
+    return sphere(shape, (np.asarray(shape, float) - 1) / 2, radius)
 
 
 def compare_losses(y_true, predictions: dict, *, focal_alpha: float = 0.25,

@@ -40,6 +40,14 @@ def _pyplot():
     return plt
 
 
+def _plane_axis(plane: str) -> int:
+    """The RAS voxel axis a plane cuts across (sagittal 0, coronal 1, axial 2)."""
+    planes = ("sagittal", "coronal", "axial")
+    if plane not in planes:
+        raise ValueError(f"plane must be one of {planes}, got {plane!r}")
+    return planes.index(plane)
+
+
 def _centre(mask: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int, int]:
     if mask is not None and mask.any():
         return tuple(round(c) for c in np.argwhere(mask).mean(axis=0))
@@ -155,10 +163,7 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     -------
     matplotlib.figure.Figure
     """
-    planes = ("sagittal", "coronal", "axial")
-    if plane not in planes:
-        raise ValueError(f"plane must be one of {planes}, got {plane!r}")
-    axis = planes.index(plane)
+    axis = _plane_axis(plane)
     plt = _pyplot()
     n = len(images)
     ncols = max(1, min(ncols, n))
@@ -278,10 +283,7 @@ def montage_index(index, *, plane: str = "axial", ncols: int = 6, max_subjects: 
     """
     from .io import load_mask, load_scan
 
-    planes = ("sagittal", "coronal", "axial")
-    if plane not in planes:
-        raise ValueError(f"plane must be one of {planes}, got {plane!r}")
-    axis = planes.index(plane)
+    axis = _plane_axis(plane)
     rows = index if max_subjects is None else index.head(max_subjects)
     images, masks, titles, zooms = [], [], [], []
     for row in rows.itertuples(index=False):
@@ -385,12 +387,9 @@ def compare_zoomed(volumes: Sequence[np.ndarray], affines: Sequence[np.ndarray],
     -------
     matplotlib.figure.Figure
     """
-    planes = ("sagittal", "coronal", "axial")
-    if plane not in planes:
-        raise ValueError(f"plane must be one of {planes}, got {plane!r}")
+    axis = _plane_axis(plane)
     if len(volumes) != len(affines):
         raise ValueError("one affine per volume")
-    axis = planes.index(plane)
     r0, r1 = (d for d in range(3) if d != axis)
     point = np.asarray(point_mm, dtype=float)
     plt = _pyplot()

@@ -188,24 +188,11 @@ def test_export_onnx_refuses_mixed_precision(tmp_path):
 
 
 # --------------------------------------------------------------------------- it learns
-def _blobs(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    # A bright ellipsoid of random centre and radii in noise; the label is the ellipsoid.
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1)
-    x = np.empty((n, size, size, size, 1), np.float32)
-    y = np.empty_like(x)
-    for i in range(n):
-        centre = rng.uniform(6, size - 6, 3)
-        radii = rng.uniform(3, 5, 3)
-        mask = (((grid - centre) / radii) ** 2).sum(-1) <= 1
-        y[i, ..., 0] = mask
-        x[i, ..., 0] = mask + 0.3 * rng.standard_normal(mask.shape)
-    return x, y
-
-
 def test_tiny_network_overfits_blobs():
     keras.utils.set_random_seed(0)
-    x, y = _blobs(2)
+    from skullstrip_lib.train import toy_volumes  # ellipsoids in noise
+
+    x, y = toy_volumes(2)
     model = build_unet((16, 16, 16, 1), base_filters=4, depth=2)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=dice_bce_loss,
                   metrics=[DiceScore()])
