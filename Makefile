@@ -1,6 +1,7 @@
 # skullstrip: the two commands of the README, and a few helpers.
 #   make book   set up, then the main job: build the book, every chapter executed (sample profile)
 #   make test   set up, then run ruff and the whole test suite (chapters executed too)
+#   make test-fast  ruff and the tests without the chapter runs and full-size volumes
 # Everything is installed into ./.venv from pyproject.toml; nothing by hand.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ WORKERS ?= 2
 SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
-.PHONY: setup test book student-edition demo bench lint clean default-model
+.PHONY: setup test test-fast book student-edition demo bench lint clean default-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
@@ -26,6 +27,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -n $(WORKERS)
+
+# Day-to-day: everything but the chapter executions and the full-size (256x256x192) volumes.
+test-fast: lint
+	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not notebook"
 
 # The book, offline, every chapter executed in the sample profile; any warning fails it.
 # Chapters are re-executed only when their code changed (jupyter-cache in _build/).

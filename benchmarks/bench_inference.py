@@ -73,17 +73,18 @@ def _stages(scan: Path, model_name: str, out: Path) -> dict[str, float]:
     start = t()
     import numpy as np
 
-    from skullstrip_lib.inference import load_model, postprocess_mask
+    from skullstrip_lib.inference import load_model, probability_to_mask
     from skullstrip_lib.io import load_scan, save_like
-    from skullstrip_lib.preprocess import from_model_grid, prepare_input
+    from skullstrip_lib.preprocess import prepare_input
 
     times["imports"] = t() - start
     s = t(); model = load_model(model_name); times["load model"] = t() - s  # noqa: E702
     s = t(); sc = load_scan(scan); times["read scan"] = t() - s  # noqa: E702
     s = t(); image, grid = prepare_input(sc, model.config); times["prepare"] = t() - s  # noqa: E702
     s = t(); prob = model.probabilities(image); times["network"] = t() - s  # noqa: E702
-    s = t(); native = from_model_grid(prob, grid); times["back to native"] = t() - s  # noqa: E702
-    s = t(); mask = postprocess_mask(native >= 0.5); times["postprocess"] = t() - s  # noqa: E702
+    # The very calls predict_mask makes (strip's path), one stage each.
+    s = t(); mask = probability_to_mask(prob, grid, model.threshold)  # noqa: E702
+    times["back to native + clean"] = t() - s
     s = t()
     save_like(mask, sc, out / "m.nii.gz", dtype=np.uint8, overwrite=True)
     save_like(np.where(mask, sc.data, 0), sc, out / "b.nii.gz", overwrite=True)

@@ -64,6 +64,7 @@ def bench(name: str, steps: int, work: Path) -> dict:
     from skullstrip_lib.data import AugmentConfig, make_dataset
     from skullstrip_lib.losses import DiceScore, get_loss
     from skullstrip_lib.model import build_unet
+    from skullstrip_lib.train import precision_policy
 
     shape, base, depth, batch = CONFIGS[name]
     folder = work / name
@@ -80,8 +81,8 @@ def bench(name: str, steps: int, work: Path) -> dict:
     pipeline = batch * steps / (time.perf_counter() - start)
 
     gpus = tf.config.list_physical_devices("GPU")
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "float32")
-    model = build_unet((*shape, 1), base_filters=base, depth=depth)
+    with precision_policy("mixed_float16" if gpus else "float32"):
+        model = build_unet((*shape, 1), base_filters=base, depth=depth)
     model.compile(keras.optimizers.Adam(1e-3), loss=get_loss("dice_bce"), metrics=[DiceScore()])
     model.train_on_batch(x, y)  # build and trace
     if gpus:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import SkullstripError
+from .errors import SkullstripError, missing_extra, require_train_extra
 
 __all__ = ["build_parser", "main"]
 
@@ -126,6 +126,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
+    require_train_extra()  # before the run folder and minutes of data preparation
     from .train import resolve_config, train
 
     config = resolve_config(args.profile, data=args.data, epochs=args.epochs,
@@ -137,6 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    require_train_extra()  # Keras' exporter turns a missing tf2onnx into a plain ImportError
     from .train import export_run
 
     out = export_run(args.run, args.output, checkpoint=args.checkpoint,
@@ -147,20 +149,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- evaluate
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, summarize, worst_cases_figure
+    from .evaluate import evaluate, summarize
     from .inference import load_model
+    from .io import atomic_write_text
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise SkullstripError(f"{out}: already exists (use --overwrite to replace it)")
+    for target in (out, Path(args.figure) if args.figure else None):
+        if target is not None and target.exists() and not args.overwrite:
+            raise SkullstripError(f"{target}: already exists (use --overwrite to replace it)")
     model = load_model(args.model)
     index = _read_subjects(Path(args.data))
     split = None if args.split == "all" else args.split
     scores = evaluate(model, index, split=split, progress=not args.quiet)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out, index=False)
+    atomic_write_text(out, scores.to_csv(index=False))
     print(summarize(scores).round(4).to_string())
     if args.figure:
+        from .viz import worst_cases_figure
+
         worst_cases_figure(model, index, scores, args.figure)
     return 0
 
@@ -168,9 +173,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import strip
+    from .viz import qc_overlay
 
-    results = strip(args.scans, args.output, args.model, qc=args.qc, overwrite=args.overwrite,
-                    progress=not args.quiet)
+    results = strip(args.scans, args.output, args.model, qc=qc_overlay if args.qc else None,
+                    overwrite=args.overwrite, progress=not args.quiet)
     for r in results:
         print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL")
     return 0
@@ -179,6 +185,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
+    # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
+    from .datasets import SPLITS
+    from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
+    from .synth import CONTRASTS, NFBS_SHAPE
+    from .train import CHECKPOINTS, TRAINING_PROFILES
+
     parser = argparse.ArgumentParser(
         prog="skullstrip",
         description="Brain extraction of T1-weighted MRI: data, preprocessing and more. "
@@ -224,15 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=_positive_int, default=3, metavar="N",
                    help="number of subjects (default 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--shape", type=_positive_int, nargs=3, default=(256, 256, 192),
-                   metavar=("X", "Y", "Z"), help="grid shape in voxels (default 256 256 192)")
+    p.add_argument("--shape", type=_positive_int, nargs=3, default=NFBS_SHAPE,
+                   metavar=("X", "Y", "Z"), help="grid shape in voxels (default: NFBS's, "
+                                                 f"{' '.join(map(str, NFBS_SHAPE))})")
     p.add_argument("--voxel-size", type=float, nargs=3, default=(1.0, 1.0, 1.0),
                    metavar=("DX", "DY", "DZ"), help="voxel size in mm (default 1 1 1)")
     p.add_argument("--orientation", default="RAS",
                    help="voxel axis codes, e.g. RAS, LPS, PIR (default RAS)")
     p.add_argument("--oblique", type=float, nargs=3, default=(0.0, 0.0, 0.0),
                    metavar=("RX", "RY", "RZ"), help="grid rotation in degrees (default 0 0 0)")
-    p.add_argument("--contrast", choices=("t1", "t2", "random"), default="t1",
+    p.add_argument("--contrast", choices=CONTRASTS, default="t1",
                    help="tissue contrast (default t1)")
     p.add_argument("--no-deface", action="store_true", help="keep the face")
     p.add_argument("--overwrite", action="store_true",
@@ -255,14 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes for MultiProc (default 1)")
     p.add_argument("--plugin-args", metavar="JSON",
                    help='extra plugin arguments, e.g. \'{"sbatch_args": "--mem=4G"}\'')
-    p.add_argument("--shape", type=_positive_int, nargs=3, default=(96, 128, 160),
-                   metavar=("X", "Y", "Z"), help="model grid shape (default 96 128 160)")
-    p.add_argument("--spacing", type=float, default=2.0, help="model voxel size in mm "
-                                                              "(default 2)")
-    p.add_argument("--n4", choices=("simpleitk", "ants", "none"), default="simpleitk",
-                   help="bias-field correction backend (default simpleitk)")
-    p.add_argument("--normalization", choices=("zscore", "minmax"), default="zscore",
-                   help="intensity normalisation (default zscore)")
+    p.add_argument("--shape", type=_positive_int, nargs=3, default=MODEL_SHAPE,
+                   metavar=("X", "Y", "Z"),
+                   help=f"model grid shape (default {' '.join(map(str, MODEL_SHAPE))})")
+    p.add_argument("--spacing", type=float, default=MODEL_SPACING,
+                   help=f"model voxel size in mm (default {MODEL_SPACING:g})")
+    p.add_argument("--n4", choices=N4_BACKENDS, default=N4_BACKENDS[0],
+                   help=f"bias-field correction backend (default {N4_BACKENDS[0]})")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATIONS[0],
+                   help=f"intensity normalisation (default {NORMALIZATIONS[0]})")
     p.add_argument("--overwrite", action="store_true",
                    help="redo subjects whose outputs came from other inputs or parameters")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -272,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the 3D U-Net. A run folder gets config.yaml, log.csv, "
                                    "TensorBoard logs, best.keras, last.keras and an exported "
                                    "ONNX model. --resume continues a stopped run.")
-    p.add_argument("--profile", default="sample", choices=("sample", "default", "full"),
+    p.add_argument("--profile", default="sample", choices=tuple(TRAINING_PROFILES),
                    help="sample: synthetic heads, minutes on a CPU; default: the shipped "
                         "model's recipe; full: 96x128x160 at 2 mm for a GPU (default sample)")
     p.add_argument("--data", help="index CSV or NFBS folder (default: synthetic heads)")
@@ -291,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "needs) from a training run, for predict and evaluate.")
     p.add_argument("run", help="training run folder")
     p.add_argument("-o", "--output", help="output folder (default RUN/export)")
-    p.add_argument("--checkpoint", default="best.keras", choices=("best.keras", "last.keras"))
+    p.add_argument("--checkpoint", default="best.keras", choices=CHECKPOINTS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
     p.set_defaults(func=_cmd_export)
 
@@ -302,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled model name, model folder, or .onnx/.keras file (default: "
                         "the bundled default)")
     p.add_argument("--data", required=True, help="index CSV or data folder")
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+    p.add_argument("--split", default="test", choices=(*SPLITS, "all"),
                    help="which subjects (default test)")
     p.add_argument("-o", "--output", required=True, help="per-subject CSV to write")
     p.add_argument("--figure", help="also write a PNG of the worst subjects")
@@ -336,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, OSError) and not isinstance(exc, SkullstripError) and exc.filename:
             message = f"{exc.filename}: {exc.strerror}"
         print(f"skullstrip {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # TensorFlow/Keras (a .keras model) without [train]
+        error = missing_extra(exc)
+        if error is None:
+            raise
+        print(f"skullstrip {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"skullstrip {args.command}: interrupted", file=sys.stderr)

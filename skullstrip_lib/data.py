@@ -26,11 +26,11 @@ itself).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -40,7 +40,9 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import __version__
+from .datasets import SPLITS
 from .errors import InvalidInputError, MissingFileError, SkullstripError
+from .io import atomic_path, from_plain, to_plain
 
 __all__ = [
     "SPLITS",
@@ -53,7 +55,6 @@ __all__ = [
 ]
 
 #: The splits, one TFRecord file each.
-SPLITS = ("train", "val", "test")
 #: Name of the manifest written next to the TFRecord files.
 MANIFEST = "manifest.json"
 COMPRESSION = "GZIP"
@@ -200,13 +201,16 @@ def write_tfrecords(
         raise SkullstripError(f"{existing[0]}: already exists (pass overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    token = uuid.uuid4().hex[:8]
-    tmps = {key: p.with_name(f".{p.name}.{token}.tmp") for key, p in paths.items()}
     shape: tuple[int, ...] | None = None
     counts = dict.fromkeys(SPLITS, 0)
     subjects: dict[str, list[str]] = {split: [] for split in SPLITS}
     options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
-    try:
+    # Each file is written under a temporary name and renamed when all are complete;
+    # the manifest is entered first so that it is renamed last: its presence means a
+    # complete set.
+    with contextlib.ExitStack() as stack:
+        tmps = {key: stack.enter_context(atomic_path(paths[key], overwrite=True))
+                for key in ("manifest", *SPLITS)}
         with tqdm(total=len(rows), desc="tfrecords", unit="subject", disable=not progress) as bar:
             for split in SPLITS:
                 with tf.io.TFRecordWriter(str(tmps[split]), options) as writer:
@@ -233,13 +237,6 @@ def write_tfrecords(
             "version": __version__,
         }
         tmps["manifest"].write_text(json.dumps(manifest, indent=1))
-        for key in SPLITS:  # the manifest last: its presence means a complete set
-            os.replace(tmps[key], paths[key])
-        os.replace(tmps["manifest"], paths["manifest"])
-    except BaseException:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
-        raise
     return paths
 
 
@@ -366,7 +363,12 @@ class AugmentConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        """Inverse of :meth:`to_dict` (JSON and YAML give lists where tuples are kept)."""
+        return from_plain(cls, d, what="augmentation")
 
 
 def _uniform(seed, shape=(), lo=0.0, hi=1.0):

@@ -27,13 +27,20 @@ import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from .errors import DownloadError, InvalidInputError, MissingFileError, SkullstripError
-from .io import atomic_write_text
+from .errors import (
+    DownloadError,
+    InvalidInputError,
+    MissingFileError,
+    OutputExistsError,
+)
+from .io import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:  # pandas is imported by the functions that use it (a fast --help)
+    import pandas as pd
 
 __all__ = [
     "ENV_DATA_DIR",
@@ -48,11 +55,9 @@ __all__ = [
     "IndexExistsError",
     "fetch_nfbs",
     "find_subjects",
-    "folder_tree",
     "get_data_dir",
     "index_dataset",
-    "leaking_subjects",
-    "mask_volumes",
+    "nfbs_filenames",
     "read_index",
     "split_subjects",
     "write_index",
@@ -76,6 +81,7 @@ MARKER_NAME = ".complete.json"
 
 INDEX_COLUMNS = ("subject", "t1w", "brainmask", "brain", "split")
 SPLITS = ("train", "val", "test")
+NFBS_SESSION = "NFB3"
 _KINDS = ("t1w", "brainmask", "brain")
 _SUFFIX = {"t1w": "", "brainmask": "_brainmask", "brain": "_brain"}
 _FILE_RE = re.compile(
@@ -85,7 +91,21 @@ _FILE_RE = re.compile(
 _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 
-class IndexExistsError(SkullstripError, FileExistsError):
+def nfbs_filenames(subject: str, session: str = NFBS_SESSION) -> dict[str, str]:
+    """The three NFBS file names of a subject: the head, its brain mask, its stripped brain.
+
+    The one place the NFBS naming pattern is written (the index, the download
+    and the synthetic data sets all use it).
+
+    Examples
+    --------
+    >>> nfbs_filenames("A00028185")["brainmask"]
+    'sub-A00028185_ses-NFB3_T1w_brainmask.nii.gz'
+    """
+    return {k: f"sub-{subject}_ses-{session}_T1w{_SUFFIX[k]}.nii.gz" for k in _KINDS}
+
+
+class IndexExistsError(OutputExistsError):
     """:func:`write_index` was asked to replace an existing file without ``overwrite``."""
 
 
@@ -374,13 +394,13 @@ def _scan_archive(archive: Path, dest: str, progressbar: bool) -> dict[str, tupl
 
 def _expected_names(subject: str, names: Iterable[str]) -> dict[str, str]:
     """The three file names of *subject*, with the session label found in *names*."""
-    session = "NFB3"
+    session = NFBS_SESSION
     for name in names:
         match = _FILE_RE.match(name)
         if match and match["subject"] == subject:
             session = match["session"]
             break
-    return {k: f"sub-{subject}_ses-{session}_T1w{_SUFFIX[k]}.nii.gz" for k in _KINDS}
+    return nfbs_filenames(subject, session)
 
 
 def _extract_members(archive: Path, tmp: Path, folders: dict[str, str], progressbar: bool) -> None:
@@ -604,7 +624,7 @@ def _scan_files(root: Path) -> dict[str, dict[str, Any]]:
             raise InvalidInputError(
                 path, f"names subject {subject} but lies in folder {path.parent.name}"
             )
-        kind = {"": "t1w", "_brainmask": "brainmask", "_brain": "brain"}[match["suffix"] or ""]
+        kind = {s: k for k, s in _SUFFIX.items()}[match["suffix"] or ""]
         entry = found.setdefault(subject, {"session": match["session"], "folder": path.parent})
         if kind in entry:
             raise InvalidInputError(
@@ -715,6 +735,8 @@ def split_subjects(
     >>> split.equals(split_subjects(ids[::-1], seed=0))
     True
     """
+    import pandas as pd
+
     fracs = _check_fractions(fractions)
     ids = [str(s) for s in subjects]
     if len(set(ids)) != len(ids):
@@ -771,6 +793,8 @@ def index_dataset(
     >>> df["split"].value_counts().reindex(["train", "val", "test"]).tolist()  # doctest: +SKIP
     [87, 19, 19]
     """
+    import pandas as pd
+
     root_path = _resolve_root(root)
     found = _scan_files(root_path)
     if not found:
@@ -784,8 +808,7 @@ def index_dataset(
         row = {"subject": subject}
         for kind in _KINDS:
             if kind not in entry:
-                name = f"sub-{subject}_ses-{session}_T1w{_SUFFIX[kind]}.nii.gz"
-                expected = entry["folder"] / name
+                expected = entry["folder"] / nfbs_filenames(subject, session)[kind]
                 raise MissingFileError(f"subject {subject}: missing {kind} file {expected}")
             row[kind] = str(entry[kind])
         rows.append(row)
@@ -844,25 +867,12 @@ def write_index(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = 
     _check_index_columns(df, None)
     if target.exists() and not overwrite:
         raise IndexExistsError(f"{target}: already exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            df.loc[:, list(INDEX_COLUMNS)].to_csv(handle, index=False)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:  # no-clobber and atomic: a hard link fails if the target appeared meanwhile
-                os.link(tmp, target)
-            except FileExistsError:
-                raise IndexExistsError(
-                    f"{target}: already exists; pass overwrite=True to replace it"
-                ) from None
-            except OSError:  # file systems without hard links
-                os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            df.loc[:, list(INDEX_COLUMNS)].to_csv(tmp, index=False)
+    except OutputExistsError:  # appeared meanwhile
+        raise IndexExistsError(
+            f"{target}: already exists; pass overwrite=True to replace it") from None
     return target
 
 
@@ -896,6 +906,8 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
     >>> list(df.columns)  # doctest: +SKIP
     ['subject', 't1w', 'brainmask', 'brain', 'split']
     """
+    import pandas as pd
+
     source = Path(path).expanduser()
     if not source.is_file():
         raise MissingFileError(f"{source}: index file not found")
@@ -921,173 +933,3 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
 # --------------------------------------------------------------------------- inspecting a dataset
 
 
-def _human_size(n_bytes: int) -> str:
-    """``1234567`` → ``"1.2 MB"`` (decimal units)."""
-    if n_bytes < 1000:
-        return f"{n_bytes} B"
-    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        if n_bytes < scale * 1000 or unit == "GB":
-            return f"{n_bytes / scale:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def folder_tree(root: str | os.PathLike, *, max_entries: int | None = None,
-                sizes: bool = True) -> str:
-    """A text drawing of a folder and everything in it, like the ``tree`` command.
-
-    Parameters
-    ----------
-    root : str or path-like
-        The folder to draw, e.g. a data folder holding ``NFBS_Dataset/``.
-    max_entries : int or None
-        Show at most this many entries per folder (sorted by name; hidden files
-        included) and a ``... (N more)`` line for the rest; None shows all.
-    sizes : bool
-        Write each file's size after its name (decimal units: kB, MB, GB).
-
-    Returns
-    -------
-    str
-        One line per entry (folders end with ``/``), no trailing newline.
-
-    Raises
-    ------
-    MissingFileError
-        *root* is not a folder.
-
-    Examples
-    --------
-    >>> print(folder_tree(fetch_nfbs(), max_entries=2))  # doctest: +SKIP
-    NFBS_Dataset/
-    ├── .complete.json  (3.1 kB)
-    ├── A00028185/
-    │   ├── sub-A00028185_ses-NFB3_T1w.nii.gz  (5.5 MB)
-    ...
-    """
-    top = Path(root).expanduser()
-    if not top.is_dir():
-        raise MissingFileError(f"{top}: no such folder")
-    lines = [f"{top.name}/"]
-
-    def walk(folder: Path, prefix: str) -> None:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name)
-        hidden = 0
-        if max_entries is not None and len(entries) > max_entries:
-            hidden = len(entries) - max_entries
-            entries = entries[:max_entries]
-        for k, entry in enumerate(entries):
-            last = k == len(entries) - 1 and not hidden
-            branch, cont = ("└── ", "    ") if last else ("├── ", "│   ")
-            if entry.is_dir() and not entry.is_symlink():
-                lines.append(f"{prefix}{branch}{entry.name}/")
-                walk(entry, prefix + cont)
-            else:
-                size = f"  ({_human_size(entry.stat().st_size)})" if sizes else ""
-                lines.append(f"{prefix}{branch}{entry.name}{size}")
-        if hidden:
-            lines.append(f"{prefix}└── ... ({hidden} more)")
-
-    walk(top, "")
-    return "\n".join(lines)
-
-
-def mask_volumes(index: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame:
-    """Brain-mask volume and voxel grid of every subject of an index.
-
-    Only the brain masks' data are read (and the T1w headers), so it is quick:
-    a quality check that every scan has the expected grid and every mask a
-    plausible volume.
-
-    Parameters
-    ----------
-    index : pandas.DataFrame
-        A table from :func:`index_dataset` (columns ``subject``, ``t1w``,
-        ``brainmask``, ``split``).
-    progress : bool
-        Show a tqdm progress bar.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per subject, in the index's order: ``subject``, ``split``,
-        ``shape`` (e.g. ``"256x256x192"``), ``voxel_mm`` (e.g. ``"1x1x1"``),
-        ``orientation`` (axis codes, e.g. ``"RAS"``), ``brain_voxels`` (int,
-        non-zero mask voxels) and ``brain_ml`` (float, voxels times the voxel
-        volume, in millilitres).
-
-    Raises
-    ------
-    InvalidInputError
-        A mask's grid (shape or affine) differs from its T1w scan's.
-
-    Examples
-    --------
-    >>> mask_volumes(index_dataset(fetch_nfbs()))  # doctest: +SKIP
-    """
-    import nibabel as nib
-
-    rows = []
-    iterator = index.itertuples(index=False)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, total=len(index), desc="mask volumes", unit="subject")
-    for row in iterator:
-        t1w = nib.load(row.t1w)
-        mask = nib.load(row.brainmask)
-        if mask.shape[:3] != t1w.shape[:3] or not np.allclose(mask.affine, t1w.affine,
-                                                              atol=1e-3):
-            raise InvalidInputError(row.brainmask,
-                                    f"mask grid differs from that of {Path(row.t1w).name}")
-        zooms = [float(z) for z in mask.header.get_zooms()[:3]]
-        voxels = int(np.count_nonzero(np.asanyarray(mask.dataobj)))
-        rows.append({
-            "subject": row.subject,
-            "split": getattr(row, "split", None),
-            "shape": "x".join(str(int(s)) for s in t1w.shape[:3]),
-            "voxel_mm": "x".join(f"{z:g}" for z in zooms),
-            "orientation": "".join(nib.aff2axcodes(t1w.affine)),
-            "brain_voxels": voxels,
-            "brain_ml": voxels * float(np.prod(zooms)) / 1000.0,
-        })
-    return pd.DataFrame(rows, columns=["subject", "split", "shape", "voxel_mm", "orientation",
-                                       "brain_voxels", "brain_ml"])
-
-
-def leaking_subjects(split: Sequence[str] | pd.Series, subject: Sequence[str] | pd.Series
-                     ) -> list[str]:
-    """Subjects whose data fall into more than one split: a leak.
-
-    A split must be made over subjects. Split anything finer (scans of the same
-    person, slices, patches) and the same brain lands in training and test, so
-    the test score measures memory of that brain rather than generalisation.
-
-    Parameters
-    ----------
-    split : sequence of str
-        The split of each unit (``"train"``, ``"val"``, ``"test"``), one per unit.
-    subject : sequence of str
-        The subject each unit comes from, aligned with *split* (same length).
-
-    Returns
-    -------
-    list of str
-        Sorted ids of the subjects seen in two or more splits; empty for a
-        subject-level split.
-
-    Examples
-    --------
-    >>> leaking_subjects(["train", "test", "train"], ["A", "A", "B"])
-    ['A']
-    >>> leaking_subjects(["train", "test"], ["A", "B"])
-    []
-    """
-    split_values = [str(s) for s in split]
-    subject_values = [str(s) for s in subject]
-    if len(split_values) != len(subject_values):
-        raise InvalidInputError(
-            None, f"split and subject differ in length ({len(split_values)} vs "
-                  f"{len(subject_values)})")
-    seen = pd.DataFrame({"split": split_values, "subject": subject_values})
-    n_splits = seen.groupby("subject")["split"].nunique()
-    return sorted(n_splits.index[n_splits > 1])

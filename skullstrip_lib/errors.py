@@ -38,3 +38,50 @@ class MissingFileError(SkullstripError, FileNotFoundError):
 
 class DownloadError(SkullstripError):
     """A download failed, was truncated, or did not match its pinned hash."""
+
+
+class OutputExistsError(SkullstripError, FileExistsError):
+    """An output file exists and was not to be overwritten (nothing is replaced silently)."""
+
+
+# The modules of the "train" extra (pip install 'skullstrip-lib[train]'): training, export
+# and .keras models need them; the base install (predict, index, synth, fetch, preprocess
+# with ONNX models) does not.
+TRAIN_MODULES = ("tensorflow", "keras", "tensorboard", "tf2onnx", "onnx")
+
+
+class MissingExtraError(SkullstripError):
+    """A command needs an optional dependency group (an "extra") that is not installed.
+
+    Parameters
+    ----------
+    module : str
+        The missing module, e.g. ``"tensorflow"``.
+    extra : str
+        The extra that installs it, e.g. ``"train"``.
+    """
+
+    def __init__(self, module: str, extra: str = "train") -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(f"this command needs TensorFlow/Keras, which the base install leaves "
+                         f"out (no module {module!r}): pip install 'skullstrip-lib[{extra}]'")
+
+
+def missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
+    """The :class:`MissingExtraError` for a failed import of a training module, else None."""
+    root = (exc.name or "").partition(".")[0]
+    return MissingExtraError(root) if root in TRAIN_MODULES else None
+
+
+def require_train_extra(modules: tuple[str, ...] = TRAIN_MODULES) -> None:
+    """Raise :class:`MissingExtraError` unless ``modules`` can be imported (none is imported).
+
+    For commands that would otherwise write files or work for minutes before
+    their first TensorFlow import.
+    """
+    from importlib.util import find_spec
+
+    for module in modules:
+        if find_spec(module) is None:
+            raise MissingExtraError(module)

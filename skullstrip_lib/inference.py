@@ -45,11 +45,9 @@ __all__ = [
     "load_model",
     "postprocess_mask",
     "predict_mask",
-    "probability_map",
-    "resolve_model",
+    "probability_to_mask",
     "scan_name",
     "strip",
-    "with_preprocessing",
 ]
 
 MODEL_FILE, META_FILE = "model.onnx", "model.json"
@@ -101,7 +99,7 @@ def _config_from_meta(meta: dict, where: Path) -> PreprocessConfig:
     try:
         raw = meta["preprocess"]
         return PreprocessConfig.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, SkullstripError) as exc:
         raise InvalidInputError(where, f"model description lacks valid 'preprocess' ({exc})") \
             from None
 
@@ -122,19 +120,26 @@ def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _keras_runner(path: Path, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    if device == "cpu":
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from . import losses  # noqa: F401  (registers the custom losses and metrics)
 
+    # A device scope, not CUDA_VISIBLE_DEVICES: that would hide the GPUs from the whole
+    # process (and every later model in it) for good.
+    where = "cpu:0" if device == "cpu" else "gpu:0"
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        with keras.device(where):
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file
         first = str(exc).strip().splitlines()[0][:200]
         raise InvalidInputError(path, f"not a Keras model ({first})") from None
-    return lambda batch: model.predict(batch, verbose=0)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with keras.device(where):
+            return model.predict(batch, verbose=0)
+
+    return run
 
 
 def load_model(model: str | os.PathLike = "default", *, device: str = "cpu") -> BrainModel:
@@ -250,8 +255,33 @@ def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray,
     """
     image, grid = prepare_input(scan, model.config)
     probability = model.probabilities(image)
-    native = from_model_grid(probability, grid, order=1, support=model.threshold)
-    return postprocess_mask(native >= model.threshold), probability, grid
+    return probability_to_mask(probability, grid, model.threshold), probability, grid
+
+
+def probability_to_mask(probability: np.ndarray, grid: ModelGrid,
+                        threshold: float = 0.5) -> np.ndarray:
+    """The network's output on the model grid as a clean brain mask on the scan's grid.
+
+    Linear interpolation back onto the scan's RAS grid (computed only inside
+    the box where the probability reaches ``threshold``), the threshold, then
+    :func:`postprocess_mask`. The last step of :func:`predict_mask`.
+
+    Parameters
+    ----------
+    probability : numpy.ndarray of float32
+        Shape ``grid.shape``, values in [0, 1].
+    grid : ModelGrid
+        The model grid placed on the scan.
+    threshold : float
+        Probability above which a voxel is brain.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Shape ``grid.source_shape`` (the scan's RAS grid).
+    """
+    native = from_model_grid(probability, grid, order=1, support=threshold)
+    return postprocess_mask(native >= threshold)
 
 
 def scan_name(path: str | os.PathLike) -> str:
@@ -290,7 +320,7 @@ def strip(
     out_dir: str | os.PathLike,
     model: str | os.PathLike | BrainModel = "default",
     *,
-    qc: bool = False,
+    qc: Callable[..., Path] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> list[dict]:
@@ -306,8 +336,11 @@ def strip(
         ``<name>_qc.png``.
     model : str, path-like or BrainModel
         See :func:`load_model`; the bundled default by default.
-    qc : bool
-        Write a three-plane overlay PNG per scan.
+    qc : callable, optional
+        Draws a quality-control figure per scan, called as
+        ``qc(image, mask, path, zooms=..., title=...)`` with the RAS image and
+        mask; :func:`skullstrip_lib.viz.qc_overlay` writes a three-plane
+        overlay PNG (what ``skullstrip predict --qc`` uses).
     overwrite : bool
         Replace existing outputs (otherwise an error, before any work).
     progress : bool
@@ -333,7 +366,7 @@ def strip(
         name = scan_name(p)
         t = {"scan": p, "brainmask": out_dir / f"{name}_brainmask.nii.gz",
              "brain": out_dir / f"{name}_brain.nii.gz",
-             "qc": out_dir / f"{name}_qc.png" if qc else None}
+             "qc": out_dir / f"{name}_qc.png" if qc is not None else None}
         if not overwrite:
             for key in ("brainmask", "brain", "qc"):
                 if t[key] is not None and t[key].exists():
@@ -356,11 +389,9 @@ def strip(
                                      overwrite=overwrite))
             written.append(save_like(np.where(mask, scan.data, 0), scan, t["brain"],
                                      dtype=_output_dtype(scan), overwrite=overwrite))
-            if qc:
-                from .viz import qc_overlay
-
-                written.append(qc_overlay(scan.data, mask, t["qc"], zooms=scan.zooms,
-                                          title=t["scan"].name))
+            if qc is not None:
+                written.append(qc(scan.data, mask, t["qc"], zooms=scan.zooms,
+                                  title=t["scan"].name))
         except BaseException:
             for w in written:  # all of a scan's outputs, or none
                 w.unlink(missing_ok=True)
@@ -371,112 +402,3 @@ def strip(
     return results
 
 
-def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:
-    """The network's brain probability brought back onto the scan's grid, before any cleaning.
-
-    :func:`predict_mask` thresholds this map at ``model.threshold`` and then
-    cleans it with :func:`postprocess_mask`; looking at the map itself shows
-    where the network hesitates (values near 0.5) and what the cleaning removes.
-
-    Parameters
-    ----------
-    scan : Scan
-        From :func:`skullstrip_lib.io.load_scan`.
-    model : BrainModel
-        From :func:`load_model`.
-
-    Returns
-    -------
-    probability : numpy.ndarray of float32
-        Shape ``scan.image.shape`` (RAS order), values in [0, 1]; linear
-        interpolation of the model-grid output, 0 outside the model grid.
-    grid : ModelGrid
-        The model grid placed on this scan.
-    """
-    image, grid = prepare_input(scan, model.config)
-    return from_model_grid(model.probabilities(image), grid, order=1), grid
-
-
-def with_preprocessing(model: BrainModel, **changes) -> BrainModel:
-    """The same network with some preprocessing settings changed.
-
-    For experiments only: a network expects the preprocessing it was trained
-    with, so a change is itself a shift in its input (that is what such an
-    experiment measures). Useful for test-time remedies, e.g. N4 bias-field
-    correction before a model that was trained without it.
-
-    Parameters
-    ----------
-    model : BrainModel
-        From :func:`load_model`; not modified.
-    **changes
-        :class:`~skullstrip_lib.preprocess.PreprocessConfig` fields, e.g.
-        ``n4="simpleitk"`` or ``normalization="minmax"``.
-
-    Returns
-    -------
-    BrainModel
-        Shares the network (no copy); its ``name`` records the changes.
-
-    Examples
-    --------
-    >>> m = with_preprocessing(load_model("default"), n4="simpleitk")  # doctest: +SKIP
-    >>> m.config.n4, m.name  # doctest: +SKIP
-    ('simpleitk', 'default [n4=simpleitk]')
-    """
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(PreprocessConfig)}
-    unknown = sorted(set(changes) - fields)
-    if unknown:
-        raise ValueError(f"not preprocessing settings: {', '.join(unknown)}")
-    config = dataclasses.replace(model.config, **changes)
-    label = ", ".join(f"{k}={v}" for k, v in changes.items())
-    return dataclasses.replace(model, config=config, name=f"{model.name} [{label}]")
-
-
-def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: str = "sample",
-                  *, data_dir: str | os.PathLike | None = None) -> BrainModel:
-    """The model a book chapter works with.
-
-    Parameters
-    ----------
-    model : str, path-like, BrainModel or None
-        An explicit choice (a notebook parameter): a bundled name, a model
-        folder or file (see :func:`load_model`), or a training run folder
-        (its ``export/`` is used). None picks by profile.
-    profile : {"sample", "full"}
-        With no explicit model, ``"full"`` uses a run trained on NFBS that
-        has an ``export/``: ``<data dir>/runs/full``, else the newest run that
-        chapter 7 made (``<data dir>/runs/ch07-full-*``); every other case,
-        and a full profile with no such run, uses the bundled ``"default"`` model.
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
-
-    Returns
-    -------
-    BrainModel
-
-    Examples
-    --------
-    >>> resolve_model(None, "sample").name  # doctest: +SKIP
-    'default'
-    """
-    if isinstance(model, BrainModel):
-        return model
-    if model is None:
-        model = "default"
-        if profile == "full":
-            from .datasets import get_data_dir
-
-            runs = get_data_dir(data_dir) / "runs"
-            # runs/full if it exists, else chapter 7's newest run (runs/ch07-full-*).
-            found = [runs / "full", *sorted(runs.glob("ch07-full-*"),
-                                           key=lambda p: p.stat().st_mtime, reverse=True)]
-            model = next((run for run in found if (run / "export" / MODEL_FILE).is_file()),
-                         "default")
-    path = Path(model)
-    if path.is_dir() and not (path / MODEL_FILE).is_file() and (path / "export").is_dir():
-        path = path / "export"  # a training run: its exported model
-        model = path
-    return load_model(model)

@@ -9,34 +9,47 @@ undoes it exactly. The original header is kept so results can be written on the
 scan's own grid, with its affine, qform/sform and data type
 (:func:`save_like`).
 
-Every write in the library goes through :func:`atomic_save`: a temporary file in
+Every write in the library goes through :func:`atomic_path`: a temporary file in
 the target folder, renamed into place only once complete, and never over an
-existing file unless asked.
+existing file unless asked (:func:`atomic_save` for images and
+:func:`atomic_write_text` for records are built on it). Cached results live in
+folders named by :func:`settings_key`, a hash of the settings that made them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gzip
+import hashlib
+import json
 import os
 import uuid
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
 
-from .errors import InvalidInputError, MissingFileError, SkullstripError
+from .errors import InvalidInputError, MissingFileError, OutputExistsError, SkullstripError
 
 __all__ = [
     "Scan",
+    "as_tuples",
+    "atomic_path",
     "atomic_save",
     "atomic_write_text",
     "check_mask",
+    "from_plain",
     "load_mask",
     "load_scan",
     "save_like",
+    "settings_key",
+    "to_plain",
 ]
 
 NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
@@ -261,12 +274,67 @@ def load_mask(path: str | os.PathLike, scan: Scan) -> np.ndarray:
     return check_mask(mask, scan)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary path to write to; it becomes ``path`` only if the block succeeds.
+
+    The temporary file is hidden in the target's folder (so the final rename is
+    atomic) and keeps the target's suffix (so nibabel compresses ``.nii.gz``).
+    Whatever writes it creates it, so the usual permissions apply. On an
+    error, or an interruption, it is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The destination; its folder is created if needed.
+    overwrite : bool
+        Replace an existing file. Without it an existing file is an error,
+        checked before the block runs and again, without a race, at the rename.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("complete")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('complete', ['notes.txt'])
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (pass overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:  # a hard link fails if the target appeared meanwhile: no clobbering
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"{path}: already exists (pass overwrite to replace it)") from None
+            except OSError:  # file systems without hard links
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
                 overwrite: bool = False) -> Path:
-    """Write an image to ``path`` all at once, never leaving half a file.
-
-    The image is written to a temporary file in the same folder (same suffix, so
-    nibabel compresses ``.nii.gz``) and renamed into place.
+    """Write an image to ``path`` all at once, never leaving half a file (see :func:`atomic_path`).
 
     Parameters
     ----------
@@ -282,45 +350,98 @@ def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise SkullstripError(f"{path}: already exists (pass overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    # A hidden name in the same folder (so the rename is atomic), same suffix (so
-    # nibabel compresses), created by nibabel (so the usual permissions apply).
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
-    try:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file (JSON, CSV, YAML) all at once: a temporary name, then a rename.
+def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write a text file (JSON, CSV, YAML) all at once (see :func:`atomic_path`).
 
     A reader never sees half a file, and an interrupted write leaves the old
     file (or none) in place. Unlike :func:`atomic_save`, an existing file is
-    replaced: these are records the library keeps up to date itself.
+    replaced by default: these are records the library keeps up to date itself.
 
     Returns
     -------
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
+
+
+def settings_key(*parts: Any, length: int = 12) -> str:
+    """A short hash of settings, to name the cache folder of what they make.
+
+    The parts are serialised as sorted JSON (tuples as lists, anything else
+    by ``str``), so equal settings give equal keys across runs and machines.
+
+    Examples
+    --------
+    >>> settings_key({"n": 2, "seed": 0}) == settings_key({"seed": 0, "n": 2})
+    True
+    >>> len(settings_key("anything"))
+    12
+    """
+    text = json.dumps(to_plain(list(parts)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def to_plain(value: Any) -> Any:
+    """A configuration as plain data for JSON and YAML: dataclasses as dicts, tuples as lists.
+
+    Examples
+    --------
+    >>> to_plain({"shape": (48, 64, 80), "spacing": 4.0})
+    {'shape': [48, 64, 80], 'spacing': 4.0}
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
+
+
+def from_plain(cls: type, data: Mapping[str, Any], *, what: str | None = None) -> Any:
+    """The inverse of :func:`to_plain` for a flat dataclass: lists become tuples again.
+
+    Raises
+    ------
+    SkullstripError
+        ``data`` holds a key that is not a field of ``cls`` (the message says
+        "unknown <what> settings", ``what`` defaulting to the class name).
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Grid:
+    ...     shape: tuple = (1, 1, 1)
+    >>> from_plain(Grid, {"shape": [48, 64, 80]})
+    Grid(shape=(48, 64, 80))
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SkullstripError(f"unknown {what or cls.__name__} settings: {', '.join(unknown)}")
+    return cls(**as_tuples(data))
+
+
+def as_tuples(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping with its list values as tuples (YAML and JSON have no tuples).
+
+    Examples
+    --------
+    >>> as_tuples({"voxel_size": [1.2, 1.0, 1.0], "contrast": "t1"})
+    {'voxel_size': (1.2, 1.0, 1.0), 'contrast': 't1'}
+    """
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
 def save_like(data: np.ndarray, scan: Scan, path: str | os.PathLike, *,

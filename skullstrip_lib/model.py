@@ -40,17 +40,15 @@ import keras
 import numpy as np
 
 __all__ = [
-    "batch_dependence",
-    "block_table",
-    "build_source_unet",
     "build_unet",
-    "conv_footprint",
+    "check_input_shape",
+    "check_int",
+    "check_norm",
     "describe_model",
     "export_onnx",
-    "layer_inputs",
+    "norm_layer",
     "parameter_count",
     "receptive_field",
-    "source_parameter_count",
     "training_memory",
 ]
 
@@ -59,14 +57,16 @@ _MAX_GROUPS = 8  # "group" norm: at most 8 groups (Wu & He, 2018, found 8-32 all
 
 
 # --------------------------------------------------------------------------- validation
-def _check_int(value, name: str, minimum: int) -> int:
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum``; else a ValueError naming it."""
     # bool is an int in Python; depth=True is a mistake, not depth 1.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _check_input_shape(input_shape: Sequence[int], depth: int) -> tuple[int, int, int, int]:
+def check_input_shape(input_shape: Sequence[int], depth: int) -> tuple[int, int, int, int]:
+    """An input shape ``(X, Y, Z, C)``, checked: positive; X, Y, Z divisible by 2**(depth-1)."""
     shape = tuple(input_shape)
     if len(shape) != 4:
         raise ValueError(
@@ -86,7 +86,8 @@ def _check_input_shape(input_shape: Sequence[int], depth: int) -> tuple[int, int
     return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
 
-def _check_norm(norm: str | None) -> str | None:
+def check_norm(norm: str | None) -> str | None:
+    """``norm`` if it is one of :data:`NORMS`, else a ValueError."""
     if norm not in NORMS:
         raise ValueError(
             f"norm must be one of 'instance', 'group', 'batch' or None, got {norm!r}")
@@ -101,7 +102,8 @@ def _groups(channels: int, norm: str) -> int:
 
 
 # --------------------------------------------------------------------------- building blocks
-def _norm_layer(norm: str | None, channels: int, name: str):
+def norm_layer(norm: str | None, channels: int, name: str):
+    """The normalisation layer for ``norm`` over ``channels`` channels (None for no norm)."""
     if norm is None:
         return None
     if norm == "batch":
@@ -118,14 +120,14 @@ def _residual_block(x, filters: int, norm: str | None, prefix: str):
     use_bias = norm is None
     y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=use_bias,
                             name=f"{prefix}_conv1")(x)
-    if (layer := _norm_layer(norm, filters, f"{prefix}_norm1")) is not None:
+    if (layer := norm_layer(norm, filters, f"{prefix}_norm1")) is not None:
         y = layer(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
     # The second convolution reads the FIRST one's output (the source article's
     # network read the block input here, see build_source_unet).
     y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=use_bias,
                             name=f"{prefix}_conv2")(y)
-    if (layer := _norm_layer(norm, filters, f"{prefix}_norm2")) is not None:
+    if (layer := norm_layer(norm, filters, f"{prefix}_norm2")) is not None:
         y = layer(y)
     shortcut = x
     if x.shape[-1] != filters:
@@ -196,10 +198,10 @@ def build_unet(
     >>> model.output_shape
     (None, 32, 32, 32, 1)
     """
-    depth = _check_int(depth, "depth", 1)
-    base_filters = _check_int(base_filters, "base_filters", 1)
-    shape = _check_input_shape(input_shape, depth)
-    norm = _check_norm(norm)
+    depth = check_int(depth, "depth", 1)
+    base_filters = check_int(base_filters, "base_filters", 1)
+    shape = check_input_shape(input_shape, depth)
+    norm = check_norm(norm)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
@@ -221,77 +223,6 @@ def build_unet(
     # the loss's logarithms need the precision.
     outputs = keras.layers.Conv3D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inputs, outputs, name=name)
-
-
-def build_source_unet(
-    input_shape: Sequence[int] = (96, 128, 160, 1), base_filters: int = 16
-) -> keras.Model:
-    """Rebuild the source article's network, defects included.
-
-    For the book's "what goes wrong" chapter only: do not train it for real
-    use. A plain (non-residual) 4-level U-Net with max pooling, upsampling and
-    skip connections, with these defects in the network itself:
-
-    1. **The second convolution of each block reads the block input**, not the
-       first convolution's output: ``conv2(x)`` where ``conv2(conv1(x))`` was
-       meant. The first convolution's output is thrown away; Keras drops
-       ``conv1`` from the functional graph altogether (it is in neither
-       ``model.layers`` nor the parameter count). Each block is one
-       convolution deep, so the network is half as deep as described and its
-       receptive field much smaller (``receptive_field(4, convs_per_block=1)``
-       = 52 voxels, 53 along the last axis with defect 2, against 96).
-    2. **The output kernel is 1x1x2**, not 1x1x1: each output voxel mixes two
-       neighbours along the last axis, and with ``"same"`` padding the result
-       is shifted by half a voxel along that axis and treats its two ends
-       differently.
-
-    The article's other defects are in its training, not in the network, and
-    are fixed elsewhere in the book: Adam at a learning rate of 0.1 (100 times
-    the usual 1e-3; training diverges or sticks at all-background), a focal
-    loss where the text says Dice, and a per-slice soft IoU reported as the
-    evaluation metric (per-slice scores over-weight the small slices at the
-    top of the head, and a soft score is not the thresholded mask's overlap).
-
-    Parameters
-    ----------
-    input_shape : sequence of 4 int
-        ``(X, Y, Z, channels)``; X, Y, Z divisible by 8.
-    base_filters : int
-        Channels at the first level.
-
-    Returns
-    -------
-    keras.Model
-        Output ``(batch, X, Y, Z, 1)``, sigmoid probabilities.
-    """
-    depth = 4
-    base_filters = _check_int(base_filters, "base_filters", 1)
-    shape = _check_input_shape(input_shape, depth)
-
-    def block(x, filters, prefix):
-        # DEFECT 1, faithfully reproduced: both convolutions read x.
-        y = keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
-                                name=f"{prefix}_conv1")(x)
-        del y  # (the article's code simply never used it)
-        return keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
-                                   name=f"{prefix}_conv2")(x)
-
-    inputs = keras.Input(shape=shape, name="t1w")
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = block(x, base_filters * 2**level, f"enc{level}")
-        if level < depth - 1:
-            skips.append(x)
-            x = keras.layers.MaxPooling3D(2, name=f"enc{level}_pool")(x)
-    for level in reversed(range(depth - 1)):
-        x = keras.layers.UpSampling3D(2, name=f"dec{level}_up")(x)
-        x = keras.layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = block(x, base_filters * 2**level, f"dec{level}")
-    # DEFECT 2: a 1x1x2 output kernel.
-    outputs = keras.layers.Conv3D(1, (1, 1, 2), padding="same", activation="sigmoid",
-                                  dtype="float32", name="mask")(x)
-    return keras.Model(inputs, outputs, name="source_unet")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -336,9 +267,9 @@ def receptive_field(depth: int, convs_per_block: int = 2, kernel: int = 3) -> in
     >>> receptive_field(1), receptive_field(2), receptive_field(4)
     (5, 18, 96)
     """
-    depth = _check_int(depth, "depth", 1)
-    n = _check_int(convs_per_block, "convs_per_block", 0)
-    k = _check_int(kernel, "kernel", 1)
+    depth = check_int(depth, "depth", 1)
+    n = check_int(convs_per_block, "convs_per_block", 0)
+    k = check_int(kernel, "kernel", 1)
     return 1 + n * (k - 1) * (2**depth - 1) + (n * (k - 1) + 1) * (2 ** (depth - 1) - 1)
 
 
@@ -387,10 +318,10 @@ def parameter_count(base_filters: int, depth: int, in_channels: int = 1,
     >>> parameter_count(16, 4)
     1487537
     """
-    base_filters = _check_int(base_filters, "base_filters", 1)
-    depth = _check_int(depth, "depth", 1)
-    in_channels = _check_int(in_channels, "in_channels", 1)
-    norm = _check_norm(norm)
+    base_filters = check_int(base_filters, "base_filters", 1)
+    depth = check_int(depth, "depth", 1)
+    in_channels = check_int(in_channels, "in_channels", 1)
+    norm = check_norm(norm)
     filters = [base_filters * 2**level for level in range(depth)]
     total = 0
     for level, f in enumerate(filters):
@@ -514,227 +445,6 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
 
 
 # --------------------------------------------------------------------------- looking inside
-def layer_inputs(model: keras.Model, pattern: str | None = None) -> dict[str, list[str]]:
-    """Which layers' outputs each layer of a functional model reads.
-
-    Read from the Keras graph itself (each layer's input tensors matched to the
-    layer that produced them), so it shows the wiring the model really has,
-    not the one its code meant to build.
-
-    Parameters
-    ----------
-    model : keras.Model
-        A functional model in which each layer is called once (as in this module).
-    pattern : str, optional
-        A regular expression; only layers whose whole name matches it are listed
-        (``r".*_conv2"``: the second convolution of each block).
-
-    Returns
-    -------
-    dict
-        Layer name -> names of the layers it reads, in the order of its inputs
-        (the input layer is named as the model's input, e.g. ``"t1w"``). Input
-        layers themselves are left out.
-
-    Examples
-    --------
-    >>> model = build_unet((8, 8, 8, 1), base_filters=2, depth=2)
-    >>> layer_inputs(model, r"enc0_conv\\d")
-    {'enc0_conv1': ['t1w'], 'enc0_conv2': ['enc0_relu1']}
-    """
-    producer = {id(layer.output): layer.name for layer in model.layers}
-    found = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if pattern is not None and not re.fullmatch(pattern, layer.name):
-            continue
-        found[layer.name] = [producer.get(id(t), "?") for t in keras.tree.flatten(layer.input)]
-    return found
-
-
-def block_table(model: keras.Model):
-    """One row per block of a model from this module: its grid, channels, weights, wiring.
-
-    A *block* is every layer whose name starts with the same prefix (``enc0``,
-    ``enc1``, ..., ``dec0``; the output layer ``mask`` is a block of its own).
-    Works on :func:`build_unet` and :func:`build_source_unet` models alike,
-    which is the point: the ``conv2_reads`` column shows the source network's
-    defect.
-
-    Parameters
-    ----------
-    model : keras.Model
-        Built by this module (layer names ``encL_...``, ``decL_...``, ``mask``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``block`` (str), ``grid`` (str, ``"XxYxZ"`` voxels of the
-        block's output), ``channels`` (int), ``parameters`` (int, weights of the
-        block's layers, including its pooling, upsampling and concatenation,
-        which have none), ``conv2_reads`` (str, the layer whose output the
-        block's second convolution reads; empty for ``mask``), in graph order.
-    """
-    import pandas as pd
-
-    wiring = layer_inputs(model, r".*_conv2")
-    rows: dict[str, dict] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        prefix = layer.name.split("_")[0]
-        row = rows.setdefault(prefix, {"block": prefix, "parameters": 0, "conv2_reads": ""})
-        row["parameters"] += int(layer.count_params())
-        if layer.name in wiring:
-            row["conv2_reads"] = ", ".join(wiring[layer.name])
-        if isinstance(layer, (keras.layers.MaxPooling3D, keras.layers.SpatialDropout3D)):
-            continue  # the block's output is before its pooling (dropout keeps the shape)
-        shape = layer.output.shape
-        row["grid"] = "x".join(str(s) for s in shape[1:4])
-        row["channels"] = int(shape[-1])
-    columns = ["block", "grid", "channels", "parameters", "conv2_reads"]
-    return pd.DataFrame(list(rows.values()))[columns]
-
-
-def source_parameter_count(base_filters: int = 16, in_channels: int = 1, *,
-                           as_described: bool = False) -> int:
-    """Number of weights of :func:`build_source_unet`, from the architecture alone.
-
-    The source network's blocks are plain convolutions with biases and no
-    normalisation; with ``f_l = base * 2**l`` its blocks map ``c_in → f_l`` as
-    in :func:`parameter_count`, and its output layer is a 1x1x2 convolution
-    (``2 f_0 + 1`` weights).
-
-    Parameters
-    ----------
-    base_filters : int
-        Channels at the first level.
-    in_channels : int
-        Channels of the input volume.
-    as_described : bool
-        False: the network the article's code builds, where each block is one
-        3x3x3 convolution (``27 c_in f + f``; the first convolution is not in the
-        graph). True: the network its text describes, two convolutions in a
-        row (``27 c_in f + f + 27 f² + f``).
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> source_parameter_count(16), source_parameter_count(16, as_described=True)
-    (726577, 1459601)
-    """
-    base_filters = _check_int(base_filters, "base_filters", 1)
-    in_channels = _check_int(in_channels, "in_channels", 1)
-    filters = [base_filters * 2**level for level in range(4)]
-
-    def block(c_in: int, c_out: int) -> int:
-        first = 27 * c_in * c_out + c_out
-        return first + (27 * c_out * c_out + c_out if as_described else 0)
-
-    total = sum(block(in_channels if level == 0 else filters[level - 1], f)
-                for level, f in enumerate(filters))
-    total += sum(block(filters[level + 1] + filters[level], filters[level]) for level in range(3))
-    return total + 2 * filters[0] + 1
-
-
-def conv_footprint(kernel_size: int | Sequence[int], *, padding: str = "same",
-                   length: int = 9) -> tuple[tuple[int, ...], ...]:
-    """Which input voxels a Keras ``Conv3D`` output voxel reads, as offsets per axis.
-
-    Measured, not derived: a ``Conv3D`` with all-one weights and no bias is run
-    on a volume of zeros with a single 1 at its centre ``c``; each output voxel
-    ``p`` that is non-zero reads ``c``, at offset ``c - p``. With ``"same"``
-    padding an odd kernel is centred (3: offsets -1, 0, 1), but an even one is
-    not: TensorFlow pads the end of the axis, so a kernel of 2 reads offsets 0
-    and 1, the voxel and its next neighbour. The output is shifted by half a
-    voxel along that axis (the source article's 1x1x2 output layer).
-
-    Parameters
-    ----------
-    kernel_size : int or sequence of 3 int
-        As for ``keras.layers.Conv3D``.
-    padding : {"same", "valid"}
-        As for ``keras.layers.Conv3D``. With ``"valid"`` the output grid is
-        smaller; offsets are then taken relative to ``p + (k - 1) // 2``.
-    length : int
-        Size of the test volume along each axis (larger than the kernel).
-
-    Returns
-    -------
-    tuple of 3 tuples of int
-        Sorted offsets along X, Y and Z.
-
-    Examples
-    --------
-    >>> conv_footprint((1, 1, 2))
-    ((0,), (0,), (0, 1))
-    """
-    kernel = (kernel_size,) * 3 if isinstance(kernel_size, (int, np.integer)) else tuple(
-        kernel_size)
-    if len(kernel) != 3 or min(kernel) < 1 or max(kernel) >= length:
-        raise ValueError(f"kernel_size must be 3 positive sizes below length {length}, "
-                         f"got {kernel_size!r}")
-    layer = keras.layers.Conv3D(1, kernel, padding=padding, use_bias=False,
-                                kernel_initializer="ones", dtype="float32")
-    centre = length // 2
-    x = np.zeros((1, length, length, length, 1), np.float32)
-    x[0, centre, centre, centre, 0] = 1.0
-    y = keras.ops.convert_to_numpy(layer(x))[0, ..., 0]
-    shift = [0 if padding == "same" else (k - 1) // 2 for k in kernel]
-    hit = np.argwhere(y > 0.5)
-    return tuple(tuple(sorted({int(centre - p - s) for p in hit[:, a]}))
-                 for a, s in zip(range(3), shift, strict=True))
-
-
-def batch_dependence(norm: str | None, *, channels: int = 4, shape: Sequence[int] = (8, 8, 8),
-                     seed: int = 0) -> float:
-    """How much one volume's normalised output changes when the *other* volume in its batch does.
-
-    A normalisation layer (as :func:`build_unet` builds it for ``norm``) is
-    applied, in training mode, to a batch of two random volumes; then the
-    second volume is replaced by another, with a different mean and scale, and
-    the first volume's output is compared. Instance (and group) normalisation
-    use each volume's own statistics: nothing changes. Batch normalisation
-    pools the statistics over the batch: the first volume's output changes
-    with its neighbour, which is noise when a batch holds one or two volumes.
-
-    Parameters
-    ----------
-    norm : {"instance", "group", "batch", None}
-        As in :func:`build_unet`.
-    channels : int
-        Channels of the test volumes.
-    shape : sequence of 3 int
-        Grid of the test volumes.
-    seed : int
-        Seed of the random volumes.
-
-    Returns
-    -------
-    float
-        Largest absolute change of the first volume's output (0 for none).
-
-    Examples
-    --------
-    >>> batch_dependence("instance") < 1e-5 < batch_dependence("batch")
-    True
-    """
-    norm = _check_norm(norm)
-    channels = _check_int(channels, "channels", 1)
-    layer = _norm_layer(norm, channels, "norm")
-    if layer is None:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((1, *shape, channels)).astype(np.float32)
-    b = rng.standard_normal((1, *shape, channels)).astype(np.float32)
-    c = (3.0 * rng.standard_normal((1, *shape, channels)) + 2.0).astype(np.float32)
-    first = keras.ops.convert_to_numpy(layer(np.concatenate([a, b]), training=True))[0]
-    second = keras.ops.convert_to_numpy(layer(np.concatenate([a, c]), training=True))[0]
-    return float(np.max(np.abs(first - second)))
 
 
 def training_memory(model: keras.Model, batch_size: int = 1, *,
@@ -780,8 +490,8 @@ def training_memory(model: keras.Model, batch_size: int = 1, *,
     >>> training_memory(m)["weights"] == 4 * m.count_params()
     True
     """
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    slots = _check_int(optimizer_slots, "optimizer_slots", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    slots = check_int(optimizer_slots, "optimizer_slots", 0)
 
     def nbytes(variable) -> int:
         return math.prod(variable.shape) * np.dtype(variable.dtype).itemsize

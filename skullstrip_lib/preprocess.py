@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,37 +38,43 @@ from scipy import ndimage
 
 from . import __version__
 from .errors import InvalidInputError, SkullstripError
-from .io import Scan, atomic_save, atomic_write_text, load_mask, load_scan
+from .io import (
+    Scan,
+    atomic_save,
+    atomic_write_text,
+    from_plain,
+    load_mask,
+    load_scan,
+    settings_key,
+    to_plain,
+)
 
 __all__ = [
-    "ROUND_TRIPS",
     "ModelGrid",
     "PreprocessConfig",
+    "bounding_box",
+    "box_corners",
+    "cache_key",
     "fit_model_grid",
     "from_model_grid",
-    "grid_box_in_source",
     "head_mask",
-    "intensity_cv",
-    "intensity_spread",
-    "log_field_correlation",
+    "is_complete",
     "n4_ants",
     "n4_ants_command",
     "n4_correct",
     "normalize_intensity",
+    "output_paths",
     "prepare_input",
     "preprocess_subject",
-    "rescale_0_255",
-    "round_trip_dice",
-    "round_trip_mask",
-    "simulate_bias_field",
     "to_model_grid",
-    "white_matter_peak",
-    "white_stripe_mask",
-    "white_stripe_normalize",
 ]
 
 MODEL_SHAPE = (96, 128, 160)
 MODEL_SPACING = 2.0
+N4_BACKENDS = ("simpleitk", "ants", "none")
+"""Bias-field correction: SimpleITK's N4, ANTs' N4 through nipype, or none."""
+NORMALIZATIONS = ("zscore", "minmax")
+"""Intensity normalisation inside the head (see :func:`normalize_intensity`)."""
 
 
 # --------------------------------------------------------------------------- head mask
@@ -304,7 +310,7 @@ def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([s[0] for s in spans]), np.array([s[-1] for s in spans])
 
 
-def _box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The 8 corners of a 3D box in homogeneous voxel coordinates, shape ``(8, 4)``."""
     return np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
                      for c in (lo[2], hi[2])])
@@ -398,7 +404,7 @@ def fit_model_grid(
     # for an axis-aligned box, also when the scan is oblique.
     # Voxel edges, not centres: a head voxel fills half a voxel beyond its centre.
     first, last = bounding_box(head)
-    world = (source_affine @ _box_corners(first - 0.5, last + 0.5).T).T[:, :3]
+    world = (source_affine @ box_corners(first - 0.5, last + 0.5).T).T[:, :3]
     wmin, wmax = world.min(axis=0), world.max(axis=0)
     centre = (wmin + wmax) / 2
     extent = spacing * shape
@@ -495,7 +501,7 @@ def from_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1,
     if not hot.any():
         return out
     first, last = bounding_box(hot)
-    scan_vox = (np.linalg.inv(matrix) @ _box_corners(first - 1.0, last + 1.0).T).T[:, :3]
+    scan_vox = (np.linalg.inv(matrix) @ box_corners(first - 1.0, last + 1.0).T).T[:, :3]
     start = np.clip(np.floor(scan_vox.min(axis=0)).astype(int), 0, grid.source_shape)
     stop = np.clip(np.ceil(scan_vox.max(axis=0)).astype(int) + 1, 0, grid.source_shape)
     if np.any(stop <= start):
@@ -589,22 +595,21 @@ class PreprocessConfig:
     clip_percentiles: tuple[float, float] = field(default=(0.5, 99.5))
 
     def __post_init__(self) -> None:
-        if self.n4 not in ("simpleitk", "ants", "none"):
+        if self.n4 not in N4_BACKENDS:
             raise ValueError(f"n4 must be simpleitk, ants or none, not {self.n4!r}")
-        if self.normalization not in ("zscore", "minmax"):
+        if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be zscore or minmax, not {self.normalization!r}")
         if len(self.shape) != 3 or min(self.shape) < 8 or self.spacing <= 0:
             raise ValueError(f"bad model grid {self.shape} at {self.spacing} mm")
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessConfig:
         """Inverse of :meth:`to_dict` (JSON and YAML give lists where tuples are kept)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_plain(cls, d, what="preprocessing")
 
 
 def output_paths(out_dir: str | os.PathLike, subject: str) -> dict[str, Path]:
@@ -642,7 +647,7 @@ def cache_key(t1w: str | os.PathLike, brainmask: str | os.PathLike | None,
         "config": config.to_dict(),
         "version": __version__,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return settings_key(parts, length=64)
 
 
 def is_complete(out_dir: str | os.PathLike, subject: str, key: str) -> bool:
@@ -807,11 +812,6 @@ def preprocess_subject(
             "seconds": seconds}
 
 
-def load_grid(json_path: str | os.PathLike) -> ModelGrid:
-    """Read the :class:`ModelGrid` stored by :func:`preprocess_subject`."""
-    return ModelGrid.from_dict(json.loads(Path(json_path).read_text())["grid"])
-
-
 # --------------------------------------------------------------------------- teaching helpers
 # Used by the book's chapters on bias fields, resampling and normalisation: they
 # simulate a known problem and measure how well a step removes it.
@@ -848,368 +848,3 @@ convergence_threshold, spline_distance_mm
                               spline_distance_mm=spline_distance_mm).cmdline
 
 
-def simulate_bias_field(shape: Sequence[int], *, strength: float = 0.2, n_terms: int = 3,
-                        seed: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
-    """A smooth random multiplicative bias field on a voxel grid.
-
-    The log of the field is a sum of low-frequency cosines across the grid (a
-    discrete cosine basis, the model SPM uses for the bias field) with random
-    weights that fall off with frequency. It is scaled so that its largest
-    absolute value (in ``mask``, if given) is ``log(1 + strength)``: there
-    the gain stays between ``1 / (1 + strength)`` and ``1 + strength``. Every
-    cosine but the constant sums to zero over the grid's voxel centres, so the
-    field's geometric mean over the grid is exactly 1.
-
-    Parameters
-    ----------
-    shape : sequence of 3 int
-        Grid size in voxels, ``(X, Y, Z)``.
-    strength : float
-        Peak relative amplitude (0.2: gains from 1/1.2 to 1.2; 0: no field).
-    n_terms : int
-        Cosines per axis, including the constant; 3 gives at most one full
-        period across the field of view, as smooth as a receive coil's profile.
-    seed : int
-        Seed of the random weights.
-    mask : numpy.ndarray of bool, optional
-        Shape ``shape``: where the peak amplitude is reached (e.g. the brain, so
-        that the whole ``strength`` falls on it); the whole grid by default.
-        Outside it the gain may go further.
-
-    Returns
-    -------
-    numpy.ndarray of float32
-        Shape ``shape``, positive; multiply a clean image by it.
-
-    Examples
-    --------
-    >>> field = simulate_bias_field((32, 32, 24), strength=0.25, seed=1)
-    >>> round(float(np.exp(np.log(field).mean())), 6)
-    1.0
-    >>> round(float(max(field.max(), 1 / field.min())), 4)
-    1.25
-    """
-    if strength < 0 or n_terms < 2:
-        raise ValueError("strength must be >= 0 and n_terms >= 2")
-    if strength == 0:
-        return np.ones(tuple(int(s) for s in shape), np.float32)
-    rng = np.random.default_rng(seed)
-    k = np.arange(int(n_terms))
-    weights = rng.standard_normal((k.size,) * 3) / (1.0 + k[:, None, None] + k[None, :, None]
-                                                     + k[None, None, :])
-    weights[0, 0, 0] = 0.0
-    bx, by, bz = (np.cos(np.pi * np.outer((np.arange(int(s)) + 0.5) / int(s), k))
-                  for s in shape)
-    # Separable sum: contract one axis at a time (cheap even on a 256x256x192 grid).
-    part = np.einsum("abc,zc->abz", weights, bz)
-    part = np.einsum("abz,yb->ayz", part, by)
-    log_field = np.tensordot(bx, part, axes=(1, 0)).astype(np.float32)
-    peak = np.abs(log_field[mask] if mask is not None else log_field).max()
-    log_field *= np.float32(np.log1p(strength) / peak)
-    return np.exp(log_field)
-
-
-def log_field_correlation(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """How well an estimated bias field follows the true one: Pearson r of their logs.
-
-    N4 fixes a field only up to a constant factor, and the correlation ignores
-    that factor (and any overall gain).
-
-    Parameters
-    ----------
-    estimate, truth : numpy.ndarray
-        Positive multiplicative fields, same shape.
-    mask : numpy.ndarray of bool
-        Where to compare them (the brain or the head).
-
-    Returns
-    -------
-    float
-        In [-1, 1]; 1 means the same shape of field.
-
-    Examples
-    --------
-    >>> x = np.linspace(0.8, 1.2, 27).reshape(3, 3, 3)
-    >>> round(log_field_correlation(2 * x, x, np.ones(x.shape, bool)), 6)
-    1.0
-    """
-    a = np.log(np.asarray(estimate, dtype=np.float64)[mask])
-    b = np.log(np.asarray(truth, dtype=np.float64)[mask])
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def intensity_cv(data: np.ndarray, mask: np.ndarray) -> float:
-    """Coefficient of variation (standard deviation / mean) of intensities in a mask.
-
-    In one tissue (white matter) it measures non-uniformity: a bias field
-    spreads the tissue's intensities, a good correction narrows them again.
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape, non-empty.
-
-    Returns
-    -------
-    float
-        Dimensionless (0.05 = 5 %).
-
-    Examples
-    --------
-    >>> intensity_cv(np.array([9.0, 11.0]), np.array([True, True]))
-    0.1
-    """
-    values = np.asarray(data, dtype=np.float64)[mask]
-    if values.size == 0:
-        raise ValueError("the mask is empty")
-    return float(values.std() / values.mean())
-
-
-def white_matter_peak(data: np.ndarray, mask: np.ndarray, *, bins: int = 256) -> float:
-    """Intensity of the brightest peak of the histogram in a mask.
-
-    Inside the brain on a T1-weighted scan that peak is white matter (CSF,
-    grey matter and white matter are the three peaks, in that order). The
-    histogram (between the 1st and 99.5th percentiles) is smoothed, and the
-    highest-intensity local maximum that reaches a tenth of the tallest is taken,
-    as in WhiteStripe (Shinohara et al., 2014).
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape: the brain (the head's fat is brighter than white matter).
-    bins : int
-        Histogram bins.
-
-    Returns
-    -------
-    float
-        The peak's intensity, in the units of ``data``.
-    """
-    values = np.asarray(data, dtype=np.float32)[mask]
-    if values.size == 0:
-        raise ValueError("the mask is empty")
-    lo, hi = np.percentile(values, (1, 99.5))
-    if hi <= lo:
-        raise ValueError("intensities are constant inside the mask")
-    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    smooth = ndimage.gaussian_filter1d(hist.astype(np.float64), 2.0)
-    inner = smooth[1:-1]
-    peaks = np.flatnonzero((inner >= smooth[:-2]) & (inner > smooth[2:])
-                           & (inner >= 0.1 * smooth.max())) + 1
-    top = int(peaks[-1]) if peaks.size else int(smooth.argmax())
-    return float((edges[top] + edges[top + 1]) / 2)
-
-
-def white_stripe_mask(data: np.ndarray, mask: np.ndarray, *, width: float = 0.05) -> np.ndarray:
-    """The "white stripe": voxels whose intensity is close to the white-matter peak.
-
-    Following Shinohara et al. (2014): find the white-matter peak
-    (:func:`white_matter_peak`), take its quantile ``q`` among the voxels in
-    ``mask``, and keep the voxels between the ``q - width`` and ``q + width``
-    quantiles. On a clean scan that is normal-appearing white matter.
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape: the brain.
-    width : float
-        Half-width of the stripe in quantiles (0.05: about 10 % of the brain).
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        Same shape, inside ``mask``.
-    """
-    values = np.asarray(data, dtype=np.float32)[mask]
-    peak = white_matter_peak(data, mask)
-    q = float(np.mean(values <= peak))
-    lo, hi = np.quantile(values, [max(q - width, 0.0), min(q + width, 1.0)])
-    return mask & (data >= lo) & (data <= hi)
-
-
-def white_stripe_normalize(data: np.ndarray, mask: np.ndarray, *,
-                           width: float = 0.05) -> np.ndarray:
-    """WhiteStripe normalisation: z-score with the white stripe's mean and deviation.
-
-    White matter gets mean 0 and unit spread in every scan, so tissues line up
-    across scanners without a training set of histograms (unlike Nyúl & Udupa's
-    landmark matching). It needs the brain (skull-stripped), so it suits steps
-    after brain extraction, not the input of a brain-extraction network.
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape: the brain.
-    width : float
-        See :func:`white_stripe_mask`.
-
-    Returns
-    -------
-    numpy.ndarray of float32
-        Same shape.
-    """
-    stripe = np.asarray(data, dtype=np.float64)[white_stripe_mask(data, mask, width=width)]
-    if stripe.size < 2 or stripe.std() == 0:
-        raise ValueError("the white stripe is empty or constant")
-    return ((np.asarray(data, dtype=np.float32) - stripe.mean()) / stripe.std()).astype(np.float32)
-
-
-def rescale_0_255(data: np.ndarray) -> np.ndarray:
-    """The source article's "z-score": a min-max rescale of the whole volume to 0-255.
-
-    Kept to show its defect: the scale is set by the single darkest and single
-    brightest voxel, so one outlier (a spike, a bright vessel, an artefact)
-    squeezes the whole brain into a few grey levels, and the scale changes
-    from scan to scan with whatever happens to be brightest. It is not a
-    z-score (mean 0, standard deviation 1); see :func:`normalize_intensity`.
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Intensities, not constant.
-
-    Returns
-    -------
-    numpy.ndarray of float32
-        Same shape, from 0 to 255.
-
-    Examples
-    --------
-    >>> rescale_0_255(np.array([10.0, 20.0, 30.0])).tolist()
-    [0.0, 127.5, 255.0]
-    """
-    data = np.asarray(data, dtype=np.float32)
-    lo, hi = float(data.min()), float(data.max())
-    if hi <= lo:
-        raise ValueError("intensities are constant")
-    return ((data - lo) * np.float32(255.0 / (hi - lo))).astype(np.float32)
-
-
-def intensity_spread(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float:
-    """How much several scans disagree on a tissue's intensity, in units of its contrast.
-
-    The standard deviation across scans of the median intensity in each mask,
-    divided by the mean across scans of the interquartile range in the mask.
-    Dimensionless, so raw and normalised images can be compared: scans that
-    differ only by a gain ``g`` give ``median / IQR * std(g) / mean(g)`` raw and
-    0 once normalised.
-
-    Parameters
-    ----------
-    images : sequence of numpy.ndarray
-        One volume per scan (the shapes may differ).
-    masks : sequence of numpy.ndarray of bool
-        The region to compare in each (e.g. the brain), same shapes.
-
-    Returns
-    -------
-    float
-        0 when every scan has the same median; larger is worse.
-
-    Examples
-    --------
-    >>> x = np.arange(1.0, 101.0)
-    >>> m = np.ones(100, bool)
-    >>> intensity_spread([x, x], [m, m])
-    0.0
-    """
-    if len(images) != len(masks) or len(images) < 2:
-        raise ValueError("need two or more images, each with its mask")
-    q = np.array([np.percentile(np.asarray(im, dtype=np.float64)[m], (25, 50, 75))
-                  for im, m in zip(images, masks, strict=True)])
-    return float(q[:, 1].std() / (q[:, 2] - q[:, 0]).mean())
-
-
-def grid_box_in_source(grid: ModelGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Where the model grid lies in the scan's voxel coordinates.
-
-    Parameters
-    ----------
-    grid : ModelGrid
-        From :func:`fit_model_grid`.
-
-    Returns
-    -------
-    lo, hi : numpy.ndarray of float
-        Shape ``(3,)``: the smallest and largest scan voxel coordinates of the
-        model grid's outer edges (half a model voxel beyond its first and last
-        voxel centres). For a scan that is not oblique this is the box exactly;
-        for an oblique one, the box around it.
-    """
-    edges = _box_corners(np.full(3, -0.5), np.asarray(grid.shape) - 0.5)
-    vox = (np.linalg.inv(grid.source_affine) @ grid.affine @ edges.T).T[:, :3]
-    return vox.min(axis=0), vox.max(axis=0)
-
-
-ROUND_TRIPS = ("fraction", "binary", "nearest")
-
-
-def round_trip_mask(mask: np.ndarray, grid: ModelGrid,
-                    method: Literal["fraction", "binary", "nearest"] = "fraction") -> np.ndarray:
-    """Take a mask to the model grid and back onto the scan's grid.
-
-    What a perfect network's output would look like in the scan's space: the
-    difference from the original mask is the error the grid alone causes.
-
-    Parameters
-    ----------
-    mask : numpy.ndarray of bool
-        Shape ``grid.source_shape``.
-    grid : ModelGrid
-        From :func:`fit_model_grid`.
-    method : {"fraction", "binary", "nearest"}
-        ``"fraction"``: the fraction of each model voxel inside the mask (linear,
-        anti-aliased, as the library makes training labels), brought back by
-        linear interpolation and thresholded at 0.5, like a probability map;
-        ``"binary"``: the fraction thresholded at 0.5 on the model grid (a
-        hard mask), then back linearly and thresholded;
-        ``"nearest"``: nearest neighbour both ways (the source article's choice).
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        Shape ``grid.source_shape``.
-    """
-    mask = np.asarray(mask, dtype=np.float32)
-    if method == "nearest":
-        small = to_model_grid(mask, grid, order=0)
-        return from_model_grid(small, grid, order=0) >= 0.5
-    if method not in ROUND_TRIPS:
-        raise ValueError(f"method must be one of {ROUND_TRIPS}, got {method!r}")
-    small = to_model_grid(mask, grid, order=1)
-    if method == "binary":
-        small = (small >= 0.5).astype(np.float32)
-    return from_model_grid(small, grid, order=1, support=0.5) >= 0.5
-
-
-def round_trip_dice(mask: np.ndarray, grid: ModelGrid,
-                    method: Literal["fraction", "binary", "nearest"] = "fraction") -> float:
-    """Dice of a mask against itself after :func:`round_trip_mask`.
-
-    Parameters
-    ----------
-    mask : numpy.ndarray of bool
-        Shape ``grid.source_shape``.
-    grid : ModelGrid
-        From :func:`fit_model_grid`.
-    method : {"fraction", "binary", "nearest"}
-        See :func:`round_trip_mask`.
-
-    Returns
-    -------
-    float
-        1 for a lossless round trip; the ceiling on a model's native-space
-        Dice on this grid.
-    """
-    from .metrics import dice
-
-    return dice(round_trip_mask(mask, grid, method), np.asarray(mask, dtype=bool))

@@ -43,8 +43,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from .datasets import nfbs_filenames
 from .errors import SkullstripError
-from .io import atomic_write_text
+from .io import atomic_path, atomic_write_text, to_plain
 
 __all__ = [
     "NFBS_SHAPE",
@@ -121,7 +122,7 @@ _T2_RANGES = {
 }
 _TISSUES = tuple(_T1_RANGES)
 
-_CONTRASTS = ("t1", "t2", "random")
+CONTRASTS = ("t1", "t2", "random")
 _HEAD_KWARGS = (
     "shape", "voxel_size", "orientation", "oblique_deg", "center_mm", "deface", "neck",
     "contrast", "bias_strength", "noise_level", "blur_mm",
@@ -656,8 +657,8 @@ def make_head(
         t1w * mask) on the grid ``grid_affine(shape, voxel_size, orientation,
         oblique_deg, center_mm)``, with qform and sform (code 1) set and mm units.
     """
-    if contrast not in _CONTRASTS:
-        raise ValueError(f"contrast must be one of {_CONTRASTS}, got {contrast!r}")
+    if contrast not in CONTRASTS:
+        raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
     shape = tuple(int(s) for s in shape)
     affine = grid_affine(shape, voxel_size, orientation, oblique_deg, center_mm)
     tmpl = _template()
@@ -883,36 +884,16 @@ def _save_atomic(img: nib.Nifti1Image, path: Path) -> None:
     gives the same bytes; the temporary file ends in .nii.gz and is renamed over
     the target only when complete.
     """
-    tmp = path.with_name(f".{path.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-    try:
-        with (
-            open(tmp, "wb") as fh,
-            gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=1) as gz,
-        ):
-            gz.write(img.to_bytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with (
+        atomic_path(path, overwrite=True) as tmp,
+        open(tmp, "wb") as fh,
+        gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=1) as gz,
+    ):
+        gz.write(img.to_bytes())
 
 
 def _write_json_atomic(obj: dict, path: Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _nfbs_filenames(subject: str) -> dict[str, str]:
-    """The three NFBS file names of a subject: keys ``t1w``, ``brainmask``, ``brain``."""
-    stem = f"sub-{subject}_ses-NFB3_T1w"
-    return {"t1w": f"{stem}.nii.gz", "brainmask": f"{stem}_brainmask.nii.gz",
-            "brain": f"{stem}_brain.nii.gz"}  # fmt: skip
 
 
 def write_nfbs_dataset(
@@ -977,7 +958,7 @@ def write_nfbs_dataset(
         "generator": "skullstrip_lib.synth",
         "version": _SYNTH_VERSION,
         "seed": int(seed),
-        "head_kwargs": {k: _jsonable(v) for k, v in sorted(head_kwargs.items())},
+        "head_kwargs": to_plain(dict(sorted(head_kwargs.items()))),
     }
     old: dict[str, Any] = {}
     if params_path.exists():
@@ -1009,7 +990,7 @@ def write_nfbs_dataset(
         iterator = tqdm(iterator, desc="synthetic NFBS", unit="subject")
     for i in iterator:
         sid, folder = ids[i], folders[i]
-        names = _nfbs_filenames(sid)
+        names = nfbs_filenames(sid)
         complete = all((folder / n).is_file() for n in names.values())
         if sid in done and complete:
             continue

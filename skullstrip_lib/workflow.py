@@ -32,10 +32,7 @@ from .errors import SkullstripError
 from .io import atomic_write_text
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 
-__all__ = ["PLUGINS", "run_one", "run_preprocessing"]
-
-#: nipype plugins known to work with this workflow (others are passed through).
-PLUGINS = ("Linear", "MultiProc", "SLURM", "SGE", "PBS", "LSF")
+__all__ = ["run_one", "run_preprocessing"]
 
 
 def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,

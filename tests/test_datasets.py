@@ -16,10 +16,10 @@ import warnings
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import LocalServer
+from helpers import IDS, KINDS, SORTED_IDS, file_name, write_tiny_nfbs
 
 from skullstrip_lib import datasets as ds
 from skullstrip_lib.errors import (
@@ -29,30 +29,7 @@ from skullstrip_lib.errors import (
     SkullstripError,
 )
 
-IDS = ["A00000300", "A00000100", "A00000500", "A00000200", "A00000400"]  # not sorted
-SORTED_IDS = sorted(IDS)
-KINDS = {"t1w": "", "brainmask": "_brainmask", "brain": "_brain"}
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def file_name(subject: str, kind: str) -> str:
-    return f"sub-{subject}_ses-NFB3_T1w{KINDS[kind]}.nii.gz"
-
-
-def write_tiny_nfbs(parent: Path, ids=IDS, skip: tuple[str, str] | None = None) -> Path:
-    """Write parent/NFBS_Dataset/<ID>/ with three tiny NIfTI files per subject."""
-    root = parent / "NFBS_Dataset"
-    for n, subject in enumerate(ids):
-        folder = root / subject
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, kind in enumerate(KINDS):
-            if skip == (subject, kind):
-                continue
-            data = np.full((6, 6, 5), 10 * n + k, dtype=np.uint8)
-            nib.save(nib.Nifti1Image(data, np.eye(4)), folder / file_name(subject, kind))
-    return root
 
 
 def make_archive(root: Path, seed: int = 0, extra=()) -> bytes:
@@ -610,90 +587,3 @@ def test_extraction_without_data_filter(tmp_path, server, tiny, monkeypatch):
 # --------------------------------------------------------------------------- inspecting a dataset
 
 
-def test_folder_tree_draws_every_entry_with_sizes(tmp_path):
-    root = tmp_path / "data"
-    (root / "NFBS_Dataset" / "B").mkdir(parents=True)
-    (root / "NFBS_Dataset" / "A").mkdir()
-    (root / "NFBS_Dataset" / "A" / "a.nii.gz").write_bytes(b"x" * 12)
-    (root / "NFBS_Dataset" / "A" / "b.nii.gz").write_bytes(b"x" * 2_500)
-    (root / "NFBS_Dataset" / "B" / "c.nii.gz").write_bytes(b"x" * 3_400_000)
-    (root / "params.json").write_text("{}")
-    assert ds.folder_tree(root) == "\n".join([
-        "data/",
-        "├── NFBS_Dataset/",
-        "│   ├── A/",
-        "│   │   ├── a.nii.gz  (12 B)",
-        "│   │   └── b.nii.gz  (2.5 kB)",
-        "│   └── B/",
-        "│       └── c.nii.gz  (3.4 MB)",
-        "└── params.json  (2 B)",
-    ])
-    assert ds.folder_tree(root / "NFBS_Dataset", max_entries=1, sizes=False) == "\n".join([
-        "NFBS_Dataset/",
-        "├── A/",
-        "│   ├── a.nii.gz",
-        "│   └── ... (1 more)",
-        "└── ... (1 more)",
-    ])
-    with pytest.raises(MissingFileError):
-        ds.folder_tree(tmp_path / "nowhere")
-
-
-def test_mask_volumes_counts_voxels_in_millilitres(tmp_path):
-    root = write_tiny_nfbs(tmp_path, ids=SORTED_IDS[:2])
-    index = ds.index_dataset(root)
-    affine = np.diag([2.0, 2.0, 3.0, 1.0])  # 12 mm³ voxels
-    for n, row in enumerate(index.itertuples()):
-        t1w = np.zeros((6, 6, 5), np.int16)
-        mask = np.zeros((6, 6, 5), np.uint8)
-        mask[: n + 1, :2, :] = 1  # 10 and 20 voxels
-        nib.save(nib.Nifti1Image(t1w, affine), row.t1w)
-        nib.save(nib.Nifti1Image(mask, affine), row.brainmask)
-    table = ds.mask_volumes(index)
-    assert table["subject"].tolist() == SORTED_IDS[:2]
-    assert table["brain_voxels"].tolist() == [10, 20]
-    assert table["brain_ml"].tolist() == pytest.approx([0.12, 0.24])
-    assert table["shape"].tolist() == ["6x6x5", "6x6x5"]
-    assert table["voxel_mm"].tolist() == ["2x2x3", "2x2x3"]
-    assert table["orientation"].tolist() == ["RAS", "RAS"]
-    assert table["split"].tolist() == index["split"].tolist()
-    # A mask on another grid is refused.
-    nib.save(nib.Nifti1Image(np.ones((6, 6, 5), np.uint8), np.eye(4)), index.brainmask[0])
-    with pytest.raises(InvalidInputError, match="grid differs"):
-        ds.mask_volumes(index)
-
-
-def test_leaking_subjects():
-    subjects = [f"S{i}" for i in range(20)]
-    # Subject-level split: every unit of a subject carries that subject's split.
-    by_subject = ds.split_subjects(subjects, seed=0)
-    units = [(s, z) for s in subjects for z in range(10)]
-    assert ds.leaking_subjects([by_subject[s] for s, _ in units], [s for s, _ in units]) == []
-    # Unit-level (slice) split: subjects end up on both sides.
-    by_unit = ds.split_subjects([f"{s}-z{z}" for s, z in units], seed=0)
-    leaked = ds.leaking_subjects([by_unit[f"{s}-z{z}"] for s, z in units],
-                                 [s for s, _ in units])
-    assert len(leaked) > 10
-    assert ds.leaking_subjects(["train", "val", "train"], ["B", "B", "A"]) == ["B"]
-    with pytest.raises(InvalidInputError, match="length"):
-        ds.leaking_subjects(["train"], ["A", "B"])
-
-
-def test_montage_index_shows_every_subject(small_dataset):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from skullstrip_lib import viz
-
-    index = ds.index_dataset(small_dataset)
-    fig = viz.montage_index(index, ncols=3)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert len(shown) == len(index) == 4
-    assert [ax.get_title() for ax in shown] == [f"{r.subject} · {r.split}"
-                                                for r in index.itertuples()]
-    assert all(ax.collections for ax in shown)  # a mask contour on each
-    fig2 = viz.montage_index(index, plane="sagittal", max_subjects=2, title_columns=("subject",))
-    assert [ax.get_title() for ax in fig2.axes if ax.images] == index.subject[:2].tolist()
-    with pytest.raises(ValueError, match="plane"):
-        viz.montage_index(index, plane="oblique")
-    matplotlib.pyplot.close("all")

@@ -9,21 +9,11 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import needs_default, write_head
 
 from skullstrip_lib import inference
 from skullstrip_lib.errors import InvalidInputError, MissingFileError, SkullstripError
 from skullstrip_lib.metrics import dice
-from skullstrip_lib.synth import make_head
-
-needs_default = pytest.mark.skipif("default" not in inference.bundled_models(),
-                                   reason="no bundled default model in this checkout")
-
-
-def write_head(tmp_path, name, **kwargs):
-    head = make_head(**kwargs)
-    path = tmp_path / f"{name}.nii.gz"
-    nib.save(head.t1w, path)
-    return path, np.asarray(head.brainmask.dataobj) > 0, head
 
 
 def test_postprocess_keeps_largest_component_and_fills_holes():
@@ -188,50 +178,3 @@ def test_folder_input_and_collisions(tmp_path):
         inference.strip(tmp_path / "empty", tmp_path / "out2", progress=False)
 
 
-@needs_default
-def test_probability_map_thresholds_to_the_raw_mask(tmp_path):
-    path, ref, _ = write_head(tmp_path, "p", seed=41, shape=(96, 112, 80),
-                              voxel_size=(2.0, 2.0, 2.4))
-    from skullstrip_lib.io import load_scan
-
-    scan = load_scan(path)
-    model = inference.load_model("default")
-    prob, grid = inference.probability_map(scan, model)
-    assert prob.shape == scan.image.shape and prob.dtype == np.float32
-    assert prob.min() >= 0.0 and prob.max() <= 1.0
-    mask, _, grid2 = inference.predict_mask(scan, model)
-    # predict_mask = this map, thresholded, then cleaned (same grid, same mask).
-    np.testing.assert_allclose(grid.affine, grid2.affine)
-    np.testing.assert_array_equal(inference.postprocess_mask(prob >= model.threshold), mask)
-    assert dice(prob >= 0.5, ref) > 0.9
-
-
-@needs_default
-def test_with_preprocessing_changes_only_the_copy():
-    model = inference.load_model("default")
-    other = inference.with_preprocessing(model, normalization="minmax")
-    assert other.config.normalization == "minmax" and model.config.normalization == "zscore"
-    assert other.config.shape == model.config.shape and other.run is model.run
-    assert other.name == "default [normalization=minmax]"
-    with pytest.raises(ValueError, match="not preprocessing settings: colour"):
-        inference.with_preprocessing(model, colour="red")
-
-
-@needs_default
-def test_resolve_model_prefers_an_exported_full_run(tmp_path):
-    import shutil
-
-    assert inference.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
-    # No trained run yet: the full profile falls back to the bundled model.
-    assert inference.resolve_model(None, "full", data_dir=tmp_path).name == "default"
-    chapter7 = tmp_path / "runs" / "ch07-full-x1y2" / "export"
-    shutil.copytree(inference.bundled_models()["default"], chapter7)
-    assert inference.resolve_model(None, "full", data_dir=tmp_path).name == str(chapter7)
-    assert inference.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
-    export = tmp_path / "runs" / "full" / "export"  # runs/full wins over chapter 7's runs
-    shutil.copytree(inference.bundled_models()["default"], export)
-    assert inference.resolve_model(None, "full", data_dir=tmp_path).name == str(export)
-    # A run folder given explicitly means its export; a BrainModel passes through.
-    assert inference.resolve_model(tmp_path / "runs" / "full").name == str(export)
-    model = inference.load_model("default")
-    assert inference.resolve_model(model, "full", data_dir=tmp_path) is model

@@ -23,13 +23,3 @@ def test_slice_viewer_redraws_on_slider_change():
     assert view.value != first and view.value[:4] == b"\x89PNG"
 
 
-def test_sequence_explorer_repaints():
-    shape = (8, 8, 3)
-    fractions = {"wm": np.full(shape, 0.6), "gm": np.full(shape, 0.3),
-                 "csf": np.full(shape, 0.1)}
-    box = viz.sequence_explorer(fractions, axial_slice=1)
-    view = box.children[-1]
-    first = view.value
-    assert first[:4] == b"\x89PNG"
-    box.children[0].children[1].value = 200  # TE: T2 weighting
-    assert view.value != first

@@ -8,8 +8,6 @@ chapter's set-up is three lines, and an instructor's assignment can reuse it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import sys
@@ -18,12 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import SkullstripError
-from .io import atomic_write_text
+from ..errors import SkullstripError
+from ..inference import MODEL_FILE, BrainModel, load_model
+from ..io import atomic_write_text, settings_key
 
-__all__ = ["PROFILES", "in_colab", "load_subjects", "resolve_profile", "student_edition"]
+__all__ = ["BOOK_PROFILES", "in_colab", "load_subjects", "resolve_model", "resolve_profile",
+           "student_edition"]
 
-PROFILES = ("sample", "full")
+BOOK_PROFILES = ("sample", "full")
 
 # The sample profile's heads: the NFBS grid (256x256x192 at 1 mm) so that every
 # chapter works on real-sized volumes; the seed keeps them the same everywhere.
@@ -62,8 +62,9 @@ def resolve_profile(profile: str | None = None) -> str:
     """
     profile = profile or os.environ.get("SKULLSTRIP_PROFILE") or (
         "full" if in_colab() else "sample")
-    if profile not in PROFILES:
-        raise SkullstripError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    if profile not in BOOK_PROFILES:
+        raise SkullstripError(f"unknown profile {profile!r} "
+                              f"(choose from {', '.join(BOOK_PROFILES)})")
     return profile
 
 
@@ -107,7 +108,7 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
     >>> index.columns.tolist()
     ['subject', 't1w', 'brainmask', 'brain', 'split']
     """
-    from .datasets import fetch_nfbs, get_data_dir, index_dataset
+    from ..datasets import fetch_nfbs, get_data_dir, index_dataset
 
     profile = resolve_profile(profile)
     if profile == "full":
@@ -116,11 +117,10 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
         root = fetch_nfbs(data_dir, n_subjects=n_subjects, progressbar=progress)
         return _first(index_dataset(root, seed=split_seed), n_subjects, split_seed)
 
-    from .synth import write_nfbs_dataset
+    from ..synth import write_nfbs_dataset
 
     n = 6 if n_subjects is None else int(n_subjects)
-    key = hashlib.sha256(json.dumps([seed, head_kwargs], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:10]
+    key = settings_key(seed, head_kwargs)
     folder = get_data_dir(data_dir) / "sample" / f"synth-{key}"
     write_nfbs_dataset(folder, n, seed=seed, progress=progress, **head_kwargs)
     return _first(index_dataset(folder, seed=split_seed), n, split_seed)
@@ -129,7 +129,7 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
 def _first(index: pd.DataFrame, n: int | None, split_seed: int) -> pd.DataFrame:
     # A folder made earlier for more subjects holds them all: keep the first n,
     # and split those n again so that every split gets its share.
-    from .datasets import split_subjects
+    from ..datasets import split_subjects
 
     if n is None or len(index) <= n:
         return index
@@ -222,3 +222,50 @@ def student_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                 cell.outputs, cell.execution_count = [], None
         atomic_write_text(dst, nbformat.writes(nb) + "\n")
     return counts
+
+
+def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: str = "sample",
+                  *, data_dir: str | os.PathLike | None = None) -> BrainModel:
+    """The model a book chapter works with.
+
+    Parameters
+    ----------
+    model : str, path-like, BrainModel or None
+        An explicit choice (a notebook parameter): a bundled name, a model
+        folder or file (see :func:`load_model`), or a training run folder
+        (its ``export/`` is used). None picks by profile.
+    profile : {"sample", "full"}
+        With no explicit model, ``"full"`` uses a run trained on NFBS that
+        has an ``export/``: ``<data dir>/runs/full``, else the newest run that
+        chapter 7 made (``<data dir>/runs/ch07-full-*``); every other case,
+        and a full profile with no such run, uses the bundled ``"default"`` model.
+    data_dir : path-like, optional
+        See :func:`skullstrip_lib.datasets.get_data_dir`.
+
+    Returns
+    -------
+    BrainModel
+
+    Examples
+    --------
+    >>> resolve_model(None, "sample").name
+    'default'
+    """
+    if isinstance(model, BrainModel):
+        return model
+    if model is None:
+        model = "default"
+        if profile == "full":
+            from ..datasets import get_data_dir
+
+            runs = get_data_dir(data_dir) / "runs"
+            # runs/full if it exists, else chapter 7's newest run (runs/ch07-full-*).
+            found = [runs / "full", *sorted(runs.glob("ch07-full-*"),
+                                           key=lambda p: p.stat().st_mtime, reverse=True)]
+            model = next((run for run in found if (run / "export" / MODEL_FILE).is_file()),
+                         "default")
+    path = Path(model)
+    if path.is_dir() and not (path / MODEL_FILE).is_file() and (path / "export").is_dir():
+        path = path / "export"  # a training run: its exported model
+        model = path
+    return load_model(model)

@@ -6,9 +6,11 @@ import json
 
 import nbformat
 import pytest
+from helpers import needs_default
 
-from skullstrip_lib import notebook
+from skullstrip_lib import inference
 from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.lessons import notebook
 
 
 def test_resolve_profile(monkeypatch):
@@ -99,3 +101,23 @@ def test_student_edition_unclosed_solution(tmp_path):
     with pytest.raises(SkullstripError, match=r"bad.ipynb: a \{solution-start\} has no"):
         notebook.student_edition(path, tmp_path / "out")
     assert not (tmp_path / "out" / "bad.ipynb").exists()
+
+
+@needs_default
+def test_resolve_model_prefers_an_exported_full_run(tmp_path):
+    import shutil
+
+    assert notebook.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
+    # No trained run yet: the full profile falls back to the bundled model.
+    assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == "default"
+    chapter7 = tmp_path / "runs" / "ch07-full-x1y2" / "export"
+    shutil.copytree(inference.bundled_models()["default"], chapter7)
+    assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(chapter7)
+    assert notebook.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
+    export = tmp_path / "runs" / "full" / "export"  # runs/full wins over chapter 7's runs
+    shutil.copytree(inference.bundled_models()["default"], export)
+    assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(export)
+    # A run folder given explicitly means its export; a BrainModel passes through.
+    assert notebook.resolve_model(tmp_path / "runs" / "full").name == str(export)
+    model = inference.load_model("default")
+    assert notebook.resolve_model(model, "full", data_dir=tmp_path) is model

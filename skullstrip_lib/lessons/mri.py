@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..viz import figure_png, pyplot
+
 __all__ = [
     "FIELD_STRENGTHS",
     "TISSUES",
@@ -48,6 +50,7 @@ __all__ = [
     "load_tissue_maps",
     "null_inversion_time",
     "paint_contrast",
+    "sequence_explorer",
     "spin_echo_signal",
     "tissue_signals",
     "tissue_table",
@@ -469,3 +472,62 @@ def paint_contrast(fractions: Mapping[str, np.ndarray], tr_ms: float, te_ms: flo
     if out is None:
         raise ValueError("no tissue fractions given")
     return out
+
+
+def sequence_explorer(fractions, *, axial_slice: int, field: str = "3T",
+                      colors: dict[str, str] | None = None):
+    """Sliders for TR, TE, TI and field strength, redrawing a painted brain slice.
+
+    Each change repaints the tissue fractions with
+    :func:`skullstrip_lib.paint_contrast` and shows the tissues' signals as
+    bars. It needs a live kernel; the book shows static figures beside it.
+
+    Parameters
+    ----------
+    fractions : mapping of str to numpy.ndarray
+        Tissue fraction maps (:attr:`skullstrip_lib.lessons.mri.TissueMaps.fractions`).
+    axial_slice : int
+        The axial slice shown (voxel index along the third axis).
+    field : {"1.5T", "3T"}
+        The initial field strength.
+    colors : dict, optional
+        Bar colour per tissue name.
+
+    Returns
+    -------
+    ipywidgets.VBox
+    """
+    import ipywidgets as widgets
+
+    plt = pyplot()
+    colors = colors or {}
+
+    view = widgets.Image(format="png")
+
+    def draw(_=None) -> None:
+        tr_ms, te_ms, ti_ms, field_strength = (c.value for c in controls.values())
+        ti = ti_ms if ti_ms > 0 else None  # TI = 0 means a plain spin echo
+        img = paint_contrast(fractions, tr_ms, te_ms, ti_ms=ti, field=field_strength)
+        sig = tissue_signals(tr_ms, te_ms, ti_ms=ti, field=field_strength)
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+        ax1.imshow(img[:, :, axial_slice].T, cmap="gray", origin="lower",
+                   **display_range(tr_ms, te_ms, ti, field=field_strength))
+        ax1.axis("off")
+        ax2.bar(list(sig), [float(v) for v in sig.values()],
+                color=[colors.get(n, "tab:gray") for n in sig])
+        ax2.set(ylim=(0, 1), ylabel="signal", title="tissue signals")
+        fig.tight_layout()
+        view.value = figure_png(fig)
+
+    controls = {
+        "tr_ms": widgets.IntSlider(500, min=50, max=10000, step=50, description="TR (ms)"),
+        "te_ms": widgets.IntSlider(15, min=5, max=250, step=5, description="TE (ms)"),
+        "ti_ms": widgets.IntSlider(0, min=0, max=4000, step=50, description="TI (ms)"),
+        "field_strength": widgets.Dropdown(options=FIELD_STRENGTHS, value=field,
+                                           description="field"),
+    }
+    for c in controls.values():
+        c.observe(draw, names="value")
+    draw()
+    boxes = list(controls.values())
+    return widgets.VBox([widgets.HBox(boxes[:2]), widgets.HBox(boxes[2:]), view])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from skullstrip_lib import mri
+from skullstrip_lib.lessons import mri
 
 # --------------------------------------------------------------------------- equations
 
@@ -147,3 +147,15 @@ def test_display_range_spans_the_brain_tissues():
     assert w["vmin"] == pytest.approx(0.5 * float(sig["csf"]))
     assert w["vmax"] == pytest.approx(float(sig["wm"]))
     assert float(sig["fat"]) > w["vmax"]
+
+
+def test_sequence_explorer_repaints():
+    shape = (8, 8, 3)
+    fractions = {"wm": np.full(shape, 0.6), "gm": np.full(shape, 0.3),
+                 "csf": np.full(shape, 0.1)}
+    box = mri.sequence_explorer(fractions, axial_slice=1)
+    view = box.children[-1]
+    first = view.value
+    assert first[:4] == b"\x89PNG"
+    box.children[0].children[1].value = 200  # TE: T2 weighting
+    assert view.value != first

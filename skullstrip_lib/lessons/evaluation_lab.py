@@ -1,0 +1,201 @@
+"""Where and on what to score: three spaces, seen subjects, probability maps (chapters 8, 9)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SkullstripError
+from ..evaluate import predict_subjects, training_config
+from ..inference import BrainModel, load_model, postprocess_mask, predict_mask
+from ..io import Scan
+from ..metrics import evaluate_masks
+from ..preprocess import ModelGrid, from_model_grid, to_model_grid
+
+
+def evaluate_spaces(
+    model: str | os.PathLike | BrainModel,
+    index: pd.DataFrame | str | os.PathLike,
+    *,
+    split: str | None = "test",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score each subject three ways: in native space, on the model grid, and the grid's ceiling.
+
+    One prediction per subject gives
+
+    * ``"native"``: the mask :func:`skullstrip_lib.inference.predict_mask`
+      writes, against the original mask on the scan's own grid (what
+      :func:`evaluate` reports);
+    * ``"model grid"``: the network's output thresholded (and cleaned) on the
+      model grid, against the reference mask resampled onto that grid (the
+      fraction of each model voxel inside the mask, thresholded at 0.5, as
+      training labels are made), with the model's voxel size;
+    * ``"reference round trip"``: no network at all; the reference mask taken
+      to the model grid as fractions and back by linear interpolation,
+      thresholded at 0.5, against itself on the scan's grid. A network whose
+      output were exactly those fractions would score this: what the grid
+      alone costs.
+
+    Parameters
+    ----------
+    model, index, split, progress
+        As for :func:`skullstrip_lib.evaluate.predict_subjects`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Three rows per subject: ``subject``, ``space`` and the columns of
+        :func:`evaluate` (``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``,
+        ``volume_ref_ml``, ``volume_diff_pct``); distances and volumes in mm
+        and mL on each space's own voxel size.
+    """
+    if not isinstance(model, BrainModel):
+        model = load_model(model)
+    rows = []
+    for p in predict_subjects(model, index, split=split, progress=progress):
+        fraction = to_model_grid(p.reference.astype(np.float32), p.grid, order=1)
+        on_grid = postprocess_mask(p.probability >= model.threshold)
+        round_trip = from_model_grid(fraction, p.grid, order=1, support=0.5) >= 0.5
+        for space, pred, ref, spacing in (
+            ("native", p.mask, p.reference, p.scan.zooms),
+            ("model grid", on_grid, fraction >= 0.5, p.grid.spacing),
+            ("reference round trip", round_trip, p.reference, p.scan.zooms),
+        ):
+            rows.append({"subject": p.subject, "space": space,
+                         **evaluate_masks(pred, ref, spacing=spacing)})
+    return pd.DataFrame(rows)
+
+
+def training_heads(config="default", n: int = 2, *, split: str = "train", group: int = 0,
+                   data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Write the very synthetic heads a training profile used, to score a model on them.
+
+    A training profile that trains on synthetic heads
+    (:data:`skullstrip_lib.train.TRAINING_PROFILES`) makes its heads from fixed seeds
+    and splits them with a fixed seed, so they can be made again byte for
+    byte. Scoring a model on its own training heads (``split="train"``) and
+    on heads it never saw shows how much a score on seen data flatters.
+
+    Parameters
+    ----------
+    config : str or TrainConfig
+        A training profile name (``"default"`` made the bundled model) or a
+        configuration.
+    n : int
+        How many heads (the first ``n`` of that split in that group).
+    split : {"train", "val", "test"}
+        Which split of the profile's subject-level split.
+    group : int
+        Which synthetic group (``config.synth[group]``: its geometry and contrast).
+    data_dir : path-like, optional
+        Heads go under ``<data dir>/sample/seen-<key>/NFBS_Dataset/`` (kept,
+        reused on the next call); see :func:`skullstrip_lib.datasets.get_data_dir`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        An index like :func:`skullstrip_lib.datasets.index_dataset`'s:
+        ``subject``, ``t1w``, ``brainmask``, ``brain`` (str paths) and ``split``.
+
+    Raises
+    ------
+    SkullstripError
+        The configuration trains on an index (use that index's own split), the
+        group does not exist, or the group has fewer than ``n`` heads in that split.
+    """
+    from ..datasets import get_data_dir, nfbs_filenames, split_subjects
+    from ..io import atomic_save, settings_key
+    from ..synth import make_head, subject_id
+    from ..train import TrainConfig, resolve_config
+
+    cfg = config if isinstance(config, TrainConfig) else resolve_config(config)
+    if cfg.data is not None:
+        raise SkullstripError("this configuration trains on an index, not on synthetic heads: "
+                              "take the subjects of that index's own split")
+    if not 0 <= group < len(cfg.synth):
+        raise SkullstripError(f"no synthetic group {group} (the profile has {len(cfg.synth)})")
+    ids = {g: [subject_id(i, cfg.synth_seed + g) for i in range(int(grp["n"]))]
+           for g, grp in enumerate(cfg.synth)}
+    # The same subject-level split as the training run's (one split over all groups).
+    assigned = split_subjects([s for group_ids in ids.values() for s in group_ids],
+                              seed=cfg.split_seed)
+    chosen = [(i, s) for i, s in enumerate(ids[group]) if assigned[s] == split][:n]
+    if len(chosen) < n:
+        raise SkullstripError(f"group {group} has only {len(chosen)} heads in split {split!r}")
+    kwargs = cfg.head_kwargs(group)
+    seed = cfg.synth_seed + group
+    key = settings_key(seed, kwargs)
+    root = get_data_dir(data_dir) / "sample" / f"seen-{key}" / "NFBS_Dataset"
+    rows = []
+    for i, sid in chosen:
+        paths = {k: root / sid / name for k, name in nfbs_filenames(sid).items()}
+        if not all(p.is_file() for p in paths.values()):
+            head = make_head(seed, i, **kwargs)
+            for k, p in paths.items():
+                atomic_save(getattr(head, k), p, overwrite=True)
+        rows.append({"subject": sid, **{k: str(p) for k, p in paths.items()}, "split": split})
+    return pd.DataFrame(rows, columns=["subject", "t1w", "brainmask", "brain", "split"])
+
+
+def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
+                  data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Subjects a model was trained on, as an index, to score it on data it has seen.
+
+    Parameters
+    ----------
+    model : str, path-like or BrainModel
+        See :func:`training_config`.
+    n : int
+        How many subjects.
+    data_dir : path-like, optional
+        Where synthetic training heads are written again (see :func:`training_heads`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        An index (``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``) of
+        ``n`` subjects of the training split: from the model's own index when it
+        was trained on one (e.g. NFBS), otherwise its synthetic heads made again
+        byte for byte (:func:`training_heads`, first group).
+    """
+    from ..datasets import index_dataset, read_index
+
+    config = training_config(model)
+    if config.data is None:
+        return training_heads(config, n, split="train", data_dir=data_dir)
+    source = Path(config.data)
+    if not source.exists():
+        raise SkullstripError(f"{source}: the model's training data is not here")
+    index = (index_dataset(source, seed=config.split_seed) if source.is_dir()
+             else read_index(source))
+    return index[index["split"] == "train"].head(n).reset_index(drop=True)
+
+
+def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:
+    """The network's brain probability brought back onto the scan's grid, before any cleaning.
+
+    :func:`predict_mask` thresholds this map at ``model.threshold`` and then
+    cleans it with :func:`postprocess_mask`; looking at the map itself shows
+    where the network hesitates (values near 0.5) and what the cleaning removes.
+
+    Parameters
+    ----------
+    scan : Scan
+        From :func:`skullstrip_lib.io.load_scan`.
+    model : BrainModel
+        From :func:`load_model`.
+
+    Returns
+    -------
+    probability : numpy.ndarray of float32
+        Shape ``scan.image.shape`` (RAS order), values in [0, 1]; linear
+        interpolation of the model-grid output, 0 outside the model grid.
+    grid : ModelGrid
+        The model grid placed on this scan.
+    """
+    _, probability, grid = predict_mask(scan, model)
+    return from_model_grid(probability, grid, order=1), grid

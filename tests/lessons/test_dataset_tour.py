@@ -1,0 +1,100 @@
+"""Tests of skullstrip_lib.lessons.dataset_tour: folder trees, mask volumes, leaks."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from helpers import SORTED_IDS, write_tiny_nfbs
+
+from skullstrip_lib import datasets as ds
+from skullstrip_lib.errors import InvalidInputError, MissingFileError
+from skullstrip_lib.lessons import dataset_tour as tour
+
+
+def test_folder_tree_draws_every_entry_with_sizes(tmp_path):
+    root = tmp_path / "data"
+    (root / "NFBS_Dataset" / "B").mkdir(parents=True)
+    (root / "NFBS_Dataset" / "A").mkdir()
+    (root / "NFBS_Dataset" / "A" / "a.nii.gz").write_bytes(b"x" * 12)
+    (root / "NFBS_Dataset" / "A" / "b.nii.gz").write_bytes(b"x" * 2_500)
+    (root / "NFBS_Dataset" / "B" / "c.nii.gz").write_bytes(b"x" * 3_400_000)
+    (root / "params.json").write_text("{}")
+    assert tour.folder_tree(root) == "\n".join([
+        "data/",
+        "├── NFBS_Dataset/",
+        "│   ├── A/",
+        "│   │   ├── a.nii.gz  (12 B)",
+        "│   │   └── b.nii.gz  (2.5 kB)",
+        "│   └── B/",
+        "│       └── c.nii.gz  (3.4 MB)",
+        "└── params.json  (2 B)",
+    ])
+    assert tour.folder_tree(root / "NFBS_Dataset", max_entries=1, sizes=False) == "\n".join([
+        "NFBS_Dataset/",
+        "├── A/",
+        "│   ├── a.nii.gz",
+        "│   └── ... (1 more)",
+        "└── ... (1 more)",
+    ])
+    with pytest.raises(MissingFileError):
+        tour.folder_tree(tmp_path / "nowhere")
+
+
+def test_mask_volumes_counts_voxels_in_millilitres(tmp_path):
+    root = write_tiny_nfbs(tmp_path, ids=SORTED_IDS[:2])
+    index = ds.index_dataset(root)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])  # 12 mm³ voxels
+    for n, row in enumerate(index.itertuples()):
+        t1w = np.zeros((6, 6, 5), np.int16)
+        mask = np.zeros((6, 6, 5), np.uint8)
+        mask[: n + 1, :2, :] = 1  # 10 and 20 voxels
+        nib.save(nib.Nifti1Image(t1w, affine), row.t1w)
+        nib.save(nib.Nifti1Image(mask, affine), row.brainmask)
+    table = tour.mask_volumes(index)
+    assert table["subject"].tolist() == SORTED_IDS[:2]
+    assert table["brain_voxels"].tolist() == [10, 20]
+    assert table["brain_ml"].tolist() == pytest.approx([0.12, 0.24])
+    assert table["shape"].tolist() == ["6x6x5", "6x6x5"]
+    assert table["voxel_mm"].tolist() == ["2x2x3", "2x2x3"]
+    assert table["orientation"].tolist() == ["RAS", "RAS"]
+    assert table["split"].tolist() == index["split"].tolist()
+    # A mask on another grid is refused.
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 5), np.uint8), np.eye(4)), index.brainmask[0])
+    with pytest.raises(InvalidInputError, match="grid differs"):
+        tour.mask_volumes(index)
+
+
+def test_leaking_subjects():
+    subjects = [f"S{i}" for i in range(20)]
+    # Subject-level split: every unit of a subject carries that subject's split.
+    by_subject = ds.split_subjects(subjects, seed=0)
+    units = [(s, z) for s in subjects for z in range(10)]
+    assert tour.leaking_subjects([by_subject[s] for s, _ in units], [s for s, _ in units]) == []
+    # Unit-level (slice) split: subjects end up on both sides.
+    by_unit = ds.split_subjects([f"{s}-z{z}" for s, z in units], seed=0)
+    leaked = tour.leaking_subjects([by_unit[f"{s}-z{z}"] for s, z in units],
+                                 [s for s, _ in units])
+    assert len(leaked) > 10
+    assert tour.leaking_subjects(["train", "val", "train"], ["B", "B", "A"]) == ["B"]
+    with pytest.raises(InvalidInputError, match="length"):
+        tour.leaking_subjects(["train"], ["A", "B"])
+
+
+def test_montage_index_shows_every_subject(small_dataset):
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    index = ds.index_dataset(small_dataset)
+    fig = tour.montage_index(index, ncols=3)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == len(index) == 4
+    assert [ax.get_title() for ax in shown] == [f"{r.subject} · {r.split}"
+                                                for r in index.itertuples()]
+    assert all(ax.collections for ax in shown)  # a mask contour on each
+    fig2 = tour.montage_index(index, plane="sagittal", max_subjects=2, title_columns=("subject",))
+    assert [ax.get_title() for ax in fig2.axes if ax.images] == index.subject[:2].tolist()
+    with pytest.raises(ValueError, match="plane"):
+        tour.montage_index(index, plane="oblique")
+    matplotlib.pyplot.close("all")
