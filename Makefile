@@ -12,7 +12,7 @@ WORKERS ?= 2
 SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
-.PHONY: setup test test-fast book student-edition demo bench lint clean default-model
+.PHONY: setup test test-fast book student-edition colab-edition demo bench lint clean default-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
@@ -41,8 +41,14 @@ book: setup
 
 # The chapters without exercise solutions, for handing out (see book/instructors.md).
 student-edition: setup
-	$(BIN)/python -c 'from skullstrip_lib.notebook import student_edition as s; \
+	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import student_edition as s; \
 		print(s("notebooks", "_build/student", overwrite=True))'
+
+# The chapters as their Colab badges open them (colab/, committed): plain Markdown, solutions
+# folded into form cells. Run after editing a chapter; a test checks colab/ is up to date.
+colab-edition: setup
+	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import colab_edition as c; \
+		print(len(c("notebooks", "colab", overwrite=True)), "chapters written to colab/")'
 
 demo: setup
 	$(BIN)/skullstrip synth $(SKULLSTRIP_DATA)/synth --subjects $(SUBJECTS) --seed 0
@@ -57,6 +63,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_inference.py --markdown
 	$(BIN)/python benchmarks/bench_training.py --markdown
 	$(BIN)/python benchmarks/bench_input_pipeline.py
+	$(BIN)/python benchmarks/bench_fetch.py
 
 # The bundled default model, reproducibly: train with the "default" profile, export
 # it into the package. About 40 minutes on 2 CPU cores (most of it training).

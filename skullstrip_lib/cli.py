@@ -33,7 +33,7 @@ def _hash_arg(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- fetch
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .datasets import NFBS_KNOWN_HASH, NFBS_URL, fetch_nfbs
+    from .datasets import NFBS_KNOWN_HASH, fetch_nfbs
 
     if args.quiet:
         import pooch
@@ -42,10 +42,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     root = fetch_nfbs(
         args.data_dir,
         n_subjects=args.subjects,
-        url=args.url or NFBS_URL,
+        url=args.url,  # None: $SKULLSTRIP_NFBS_URL, then the NFBS address
         known_hash=NFBS_KNOWN_HASH if args.known_hash == "pinned" else args.known_hash,
         keep_archive=not args.no_keep_archive,
         progressbar=not args.quiet,
+        timeout=args.timeout,
     )
     print(root)
     return 0
@@ -67,20 +68,38 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- synth
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import write_nfbs_dataset
+    from .synth import write_nfbs_archive, write_nfbs_dataset
 
+    head_kwargs = {
+        "shape": tuple(args.shape),
+        "voxel_size": tuple(args.voxel_size),
+        "orientation": args.orientation,
+        "oblique_deg": tuple(args.oblique),
+        "deface": not args.no_deface,
+        "contrast": args.contrast,
+    }
+    if args.archive:
+        import hashlib
+
+        from .datasets import NFBS_ARCHIVE
+
+        archive = write_nfbs_archive(Path(args.out_dir) / NFBS_ARCHIVE, args.subjects,
+                                     seed=args.seed, progress=not args.quiet,
+                                     overwrite=args.overwrite, **head_kwargs)  # fmt: skip
+        digest = hashlib.md5()
+        with open(archive, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        print(f"{archive}: {args.subjects} synthetic subjects, {archive.stat().st_size:,} bytes, "
+              f"md5:{digest.hexdigest()}")
+        return 0
     folders = write_nfbs_dataset(
         args.out_dir,
         args.subjects,
         seed=args.seed,
         progress=not args.quiet,
         overwrite=args.overwrite,
-        shape=tuple(args.shape),
-        voxel_size=tuple(args.voxel_size),
-        orientation=args.orientation,
-        oblique_deg=tuple(args.oblique),
-        deface=not args.no_deface,
-        contrast=args.contrast,
+        **head_kwargs,
     )
     print(f"{Path(args.out_dir) / 'NFBS_Dataset'}: {len(folders)} synthetic subjects")
     return 0
@@ -131,8 +150,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve_config(args.profile, data=args.data, epochs=args.epochs,
                             steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                            auto_batch=False if args.fixed_batch else None,
                             seed=args.seed, workers=args.workers)
-    run = train(config, args.output, resume=args.resume, progress=not args.quiet)
+    run = train(config, args.output, resume=args.resume, progress=not args.quiet,
+                allow_cpu=args.allow_cpu)
     print(f"{run}: trained; exported model in {run / 'export'}")
     return 0
 
@@ -201,16 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch", help="download and extract the NFBS data set",
                        description="Download NFBS_Dataset.tar.gz (about 1.75 GB), check its "
-                                   "hash and extract it safely into the data folder. A second "
-                                   "run does nothing.")
+                                   "MD5 and extract it safely into the data folder; or, with "
+                                   "--subjects N, stream it and stop once N subjects are "
+                                   "complete (each file's gzip CRC and NIfTI header are "
+                                   "checked; the archive's MD5 cannot be). A second run does "
+                                   "nothing.")
     p.add_argument("--data-dir", help="data folder (default: $SKULLSTRIP_DATA, then "
                                       "~/skullstrip_data)")
     p.add_argument("--subjects", type=_positive_int, metavar="N",
-                   help="extract only the first N subjects (the archive is downloaded whole)")
+                   help="have N subjects on disk: stream the archive and stop reading once "
+                        "the first N complete ones (with those already there) are extracted")
     p.add_argument("--known-hash", type=_hash_arg, default="pinned", metavar="HASH",
-                   help="expected hash as 'md5:...' or 'sha256:...', or 'none' to skip the "
-                        "check (default: the pinned MD5, or $SKULLSTRIP_NFBS_HASH)")
-    p.add_argument("--url", help="download address (default: the NFBS S3 address)")
+                   help="expected hash of the whole archive as 'md5:...' or 'sha256:...', or "
+                        "'none' to skip the check (default: the pinned MD5, or "
+                        "$SKULLSTRIP_NFBS_HASH)")
+    p.add_argument("--url", help="download address (default: $SKULLSTRIP_NFBS_URL, then the "
+                                 "NFBS S3 address)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="give up waiting for the server after this long (default 60)")
     p.add_argument("--no-keep-archive", action="store_true",
                    help="delete the archive after a successful extraction")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -233,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "masks, in the NFBS folder layout, on the NFBS grid by "
                                    "default. The same seed gives the same bytes.")
     p.add_argument("out_dir", help="output folder (NFBS_Dataset/ is created inside)")
+    p.add_argument("--archive", action="store_true",
+                   help="write OUT_DIR/NFBS_Dataset.tar.gz laid out like the NFBS archive "
+                        "instead of the folders, and print its MD5")
     p.add_argument("--subjects", type=_positive_int, default=3, metavar="N",
                    help="number of subjects (default 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -262,10 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--subjects", type=_positive_int, metavar="N",
                    help="only the first N subjects of the index")
-    p.add_argument("--plugin", default="Linear",
-                   help="nipype plugin: Linear, MultiProc, SLURM, SGE, ... (default Linear)")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="processes for MultiProc (default 1)")
+    p.add_argument("--plugin",
+                   help="nipype plugin: Linear, MultiProc, SLURM, SGE, ... (default MultiProc "
+                        "when there are several workers, else Linear)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="processes for MultiProc (default one per core)")
     p.add_argument("--plugin-args", metavar="JSON",
                    help='extra plugin arguments, e.g. \'{"sbatch_args": "--mem=4G"}\'')
     p.add_argument("--shape", type=_positive_int, nargs=3, default=MODEL_SHAPE,
@@ -294,7 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a stopped run")
     p.add_argument("--epochs", type=_positive_int, help="override the profile's epochs")
     p.add_argument("--steps-per-epoch", type=_positive_int, help="override steps per epoch")
-    p.add_argument("--batch-size", type=_positive_int, help="override the batch size")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="override the batch size (in the full profile the most a step uses: "
+                        "fewer when the GPU's free memory holds fewer)")
+    p.add_argument("--fixed-batch", action="store_true",
+                   help="use the batch size as it is, not sized to the GPU's free memory")
+    p.add_argument("--allow-cpu", action="store_true",
+                   help="train the full profile without a GPU (slowly); without it the full "
+                        "profile stops at once when there is no GPU")
     p.add_argument("--seed", type=int, help="override the seed (default 0)")
     p.add_argument("--workers", type=_positive_int, help="preprocessing processes (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

@@ -7,9 +7,11 @@ The Neurofeedback Skull-stripped repository (NFBS) is one archive,
     NFBS_Dataset/<ID>/sub-<ID>_ses-NFB3_T1w_brainmask.nii.gz  # the brain mask
     NFBS_Dataset/<ID>/sub-<ID>_ses-NFB3_T1w_brain.nii.gz      # the skull-stripped head
 
-:func:`fetch_nfbs` downloads it with :mod:`pooch` (hash check, retries, progress
-bar), extracts it safely and atomically into the data directory, and records
-what it extracted in ``NFBS_Dataset/.complete.json`` so that a second call does
+:func:`fetch_nfbs` downloads it whole with :mod:`pooch` (MD5 check, retries,
+progress bar), or streams it and stops once the N subjects a chapter needs are
+complete (each file's gzip CRC-32 and NIfTI header checked), extracts safely
+and atomically into the data directory, and records what it extracted, and how
+it was verified, in ``NFBS_Dataset/.complete.json`` so that a second call does
 nothing. :func:`index_dataset` pairs the three files of every subject by the
 subject id in their names and assigns a seeded, subject-level split;
 :func:`write_index` and :func:`read_index` store that table as CSV.
@@ -18,13 +20,19 @@ subject id in their names and assigns a seeded, subject-level split;
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.client
 import json
 import math
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
+import time
+import urllib.parse
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -45,6 +53,7 @@ if TYPE_CHECKING:  # pandas is imported by the functions that use it (a fast --h
 __all__ = [
     "ENV_DATA_DIR",
     "ENV_NFBS_HASH",
+    "ENV_NFBS_URL",
     "INDEX_COLUMNS",
     "NFBS_ARCHIVE",
     "NFBS_FOLDER",
@@ -76,6 +85,7 @@ NFBS_ARCHIVE = "NFBS_Dataset.tar.gz"
 NFBS_FOLDER = "NFBS_Dataset"
 ENV_DATA_DIR = "SKULLSTRIP_DATA"
 ENV_NFBS_HASH = "SKULLSTRIP_NFBS_HASH"
+ENV_NFBS_URL = "SKULLSTRIP_NFBS_URL"
 DEFAULT_DATA_DIR = "~/skullstrip_data"
 MARKER_NAME = ".complete.json"
 
@@ -89,6 +99,7 @@ _FILE_RE = re.compile(
     r"(?P<suffix>_brainmask|_brain)?\.nii\.gz$"
 )
 _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_FILE_CHECKS = ("gzip-crc", "nifti")  # what every extracted file passed, as recorded
 
 
 def nfbs_filenames(subject: str, session: str = NFBS_SESSION) -> dict[str, str]:
@@ -181,6 +192,35 @@ def _resolve_hash(known_hash: str | None) -> tuple[str | None, str]:
     return _normalise_hash(known_hash, "known_hash"), "known_hash"
 
 
+# --------------------------------------------------------------------------- the address
+
+
+def _check_url(value: str, source: str) -> str:
+    text = value.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in {"http", "https", "ftp"} or not parts.netloc:
+        raise InvalidInputError(
+            None, f"{source}={value!r} is not an http://, https:// or ftp:// address"
+        )
+    return text
+
+
+def _resolve_url(url: str | None) -> tuple[str, str]:
+    """The archive's address and where it came from: *url*, ``SKULLSTRIP_NFBS_URL``, the default."""
+    if url is not None:
+        return _check_url(str(url), "url"), "url"
+    env = os.environ.get(ENV_NFBS_URL, "").strip()
+    if env:
+        return _check_url(env, ENV_NFBS_URL), ENV_NFBS_URL
+    return NFBS_URL, "default"
+
+
+def _source(url: str, where: str) -> str:
+    """How messages name the archive: its address, and the variable it came from, if one."""
+    via = f" (from {ENV_NFBS_URL})" if where == ENV_NFBS_URL else ""
+    return f"{NFBS_ARCHIVE} from {url}{via}"
+
+
 # --------------------------------------------------------------------------- download
 
 
@@ -191,13 +231,15 @@ class _SameBytesAgain(Exception):
 class _RecordingDownloader:
     """A pooch downloader that remembers the size and hash of the last attempt."""
 
-    def __init__(self, url: str, known_hash: str | None, progressbar: bool) -> None:
+    def __init__(
+        self, url: str, known_hash: str | None, progressbar: bool, timeout: float
+    ) -> None:
         import pooch
 
         if url.lower().startswith("ftp://"):
-            self.inner = pooch.FTPDownloader(progressbar=progressbar)
+            self.inner = pooch.FTPDownloader(progressbar=progressbar, timeout=timeout)
         else:
-            self.inner = pooch.HTTPDownloader(progressbar=progressbar)
+            self.inner = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout)
         self.known_hash = known_hash
         self.alg = None if known_hash is None else known_hash.split(":", 1)[0]
         self.attempts = 0
@@ -226,14 +268,16 @@ def _one_line(text: object, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _mismatch_message(url: str, known_hash: str, where: str, actual: str, size: int) -> str:
+def _mismatch_message(
+    url: str, source: str, known_hash: str, where: str, actual: str, size: int
+) -> str:
     alg, expected = known_hash.split(":", 1)
     pinned = "was pinned" if where == "known_hash" else f"was pinned (via {where})"
     sizes = f"downloaded {size:,} bytes"
     if url == NFBS_URL or known_hash == NFBS_KNOWN_HASH:
         sizes += f", expected about {NFBS_SIZE:,}"
     return (
-        f"{NFBS_ARCHIVE} from {url}: {alg.upper()} is {actual} but {expected} {pinned} "
+        f"{source}: {alg.upper()} is {actual} but {expected} {pinned} "
         f"({sizes}): a short size means the download was cut, retry; otherwise the archive "
         f"changed upstream — check it and rerun with --known-hash {alg}:{actual} "
         f"(or {ENV_NFBS_HASH}={alg}:{actual})"
@@ -242,17 +286,20 @@ def _mismatch_message(url: str, known_hash: str, where: str, actual: str, size: 
 
 def _download(
     url: str,
+    source: str,
     data_dir: Path,
     known_hash: str | None,
     where: str,
     *,
     progressbar: bool,
     retries: int,
+    timeout: float,
 ) -> Path:
-    """Fetch the archive into ``data_dir`` with pooch; every failure is a DownloadError.
+    """Fetch the whole archive into ``data_dir`` with pooch; every failure is a DownloadError.
 
     Pooch streams into a temporary file inside ``data_dir`` and moves it to its
-    final name only once the hash matched, deleting it otherwise.
+    final name only once the hash matched, deleting it otherwise. An archive
+    already there whose hash matches is not downloaded again.
     """
     import pooch
     import requests
@@ -265,7 +312,7 @@ def _download(
         urls={NFBS_ARCHIVE: url},
         retry_if_failed=retries,
     )
-    downloader = _RecordingDownloader(url, known_hash, progressbar)
+    downloader = _RecordingDownloader(url, known_hash, progressbar, timeout)
     tries = f"after {retries + 1} attempt{'s' if retries else ''}"
     try:
         path = store.fetch(NFBS_ARCHIVE, downloader=downloader, progressbar=progressbar)
@@ -273,14 +320,14 @@ def _download(
         last = downloader.last
         if known_hash is not None and last is not None and last[0] is not None:
             raise DownloadError(
-                _mismatch_message(url, known_hash, where, last[0], last[1])
+                _mismatch_message(url, source, known_hash, where, last[0], last[1])
             ) from None
-        raise DownloadError(f"{NFBS_ARCHIVE} from {url}: {_one_line(exc)}") from exc
+        raise DownloadError(f"{source}: {_one_line(exc)}") from exc
     except requests.exceptions.HTTPError as exc:
         response = exc.response
         status = "" if response is None else f"HTTP {response.status_code} {response.reason}"
         raise DownloadError(
-            f"{NFBS_ARCHIVE} from {url}: download failed {tries}: {status or _one_line(exc)}; "
+            f"{source}: download failed {tries}: {status or _one_line(exc)}; "
             "check the address or retry later"
         ) from None
     except (
@@ -288,17 +335,17 @@ def _download(
         requests.exceptions.ContentDecodingError,
     ) as exc:
         raise DownloadError(
-            f"{NFBS_ARCHIVE} from {url}: download failed {tries}: the connection closed "
+            f"{source}: download failed {tries}: the connection closed "
             f"before the whole file arrived ({_one_line(exc, 150)}); retry later"
         ) from None
     except requests.exceptions.RequestException as exc:
         raise DownloadError(
-            f"{NFBS_ARCHIVE} from {url}: download failed {tries}: "
+            f"{source}: download failed {tries}: "
             f"{type(exc).__name__}: {_one_line(exc, 200)}; check the network and retry"
         ) from None
     except OSError as exc:
         raise DownloadError(
-            f"{NFBS_ARCHIVE} from {url}: could not save it in {data_dir}: {_one_line(exc, 200)}"
+            f"{source}: could not save it in {data_dir}: {_one_line(exc, 200)}"
         ) from None
     return Path(path)
 
@@ -335,6 +382,21 @@ def _check_member(member: tarfile.TarInfo, dest: str) -> None:
             raise tarfile.TarError(f"link {name!r} points outside to {target!r}")
 
 
+def _unsafe(where: object, member: tarfile.TarInfo, exc: Exception) -> InvalidInputError:
+    return InvalidInputError(
+        where,
+        f"refusing unsafe archive member {member.name!r} ({exc}); "
+        "this is not the NFBS archive: delete it and download again",
+    )
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path) -> None:
+    if _HAS_DATA_FILTER:
+        tar.extract(member, tmp, filter="data")
+    else:
+        tar.extract(member, tmp)
+
+
 def _subject_of(name: str) -> tuple[str, str] | None:
     """(subject id, folder in the archive) for a subject's NIfTI member name, else None."""
     path = PurePosixPath(name)
@@ -342,6 +404,51 @@ def _subject_of(name: str) -> tuple[str, str] | None:
     if match is None or path.parent.name != match["subject"]:
         return None
     return match["subject"], str(path.parent)
+
+
+def _expected_names(subject: str, names: Iterable[str]) -> dict[str, str]:
+    """The three file names of *subject*, with the session label found in *names*."""
+    session = NFBS_SESSION
+    for name in names:
+        match = _FILE_RE.match(name)
+        if match and match["subject"] == subject:
+            session = match["session"]
+            break
+    return nfbs_filenames(subject, session)
+
+
+def _has_all(subject: str, names: Iterable[str]) -> bool:
+    names = set(names)
+    return set(_expected_names(subject, names).values()) <= names
+
+
+class _Listing:
+    """What the members seen so far say: each subject's folder and file names, in order.
+
+    ``complete`` lists the subjects in the order their third file appeared: the
+    archive order in which :func:`fetch_nfbs` takes the first N.
+    """
+
+    def __init__(self, where: object) -> None:
+        self.where = where
+        self.subjects: dict[str, tuple[str, set[str]]] = {}
+        self.complete: list[str] = []
+
+    def add(self, member: tarfile.TarInfo) -> tuple[str, str] | None:
+        """Record a member; return (subject, folder) if it is a subject's NIfTI file."""
+        found = _subject_of(member.name)
+        if found is None or member.isdir():
+            return None
+        subject, folder = found
+        known, names = self.subjects.setdefault(subject, (folder, set()))
+        if known != folder:
+            raise InvalidInputError(
+                self.where, f"subject {subject} appears in two folders: {known!r} and {folder!r}"
+            )
+        names.add(PurePosixPath(member.name).name)
+        if subject not in self.complete and _has_all(subject, names):
+            self.complete.append(subject)
+        return found
 
 
 def _open_progress(archive: Path, desc: str, progressbar: bool):
@@ -354,9 +461,9 @@ def _open_progress(archive: Path, desc: str, progressbar: bool):
     )
 
 
-def _scan_archive(archive: Path, dest: str, progressbar: bool) -> dict[str, tuple[str, set]]:
-    """Check every member is safe; return {subject: (folder in archive, {file names})}."""
-    subjects: dict[str, tuple[str, set]] = {}
+def _scan_archive(archive: Path, dest: str, progressbar: bool) -> _Listing:
+    """Check every member of a local archive is safe; list the subjects' files."""
+    listing = _Listing(archive)
     with contextlib.ExitStack() as stack:
         raw, wrapped = _open_progress(archive, "Checking NFBS", progressbar)
         stack.enter_context(raw)
@@ -367,40 +474,15 @@ def _scan_archive(archive: Path, dest: str, progressbar: bool) -> dict[str, tupl
                 try:
                     _check_member(member, dest)
                 except tarfile.TarError as exc:
-                    raise InvalidInputError(
-                        archive,
-                        f"refusing unsafe archive member {member.name!r} ({exc}); "
-                        "this is not the NFBS archive: delete it and download again",
-                    ) from None
-                found = _subject_of(member.name)
-                if found is not None:
-                    subject, folder = found
-                    known = subjects.setdefault(subject, (folder, set()))
-                    if known[0] != folder:
-                        raise InvalidInputError(
-                            archive,
-                            f"subject {subject} appears in two folders: "
-                            f"{known[0]!r} and {folder!r}",
-                        )
-                    known[1].add(PurePosixPath(member.name).name)
+                    raise _unsafe(archive, member, exc) from None
+                listing.add(member)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise InvalidInputError(
                 archive,
                 f"not a readable tar.gz archive ({_one_line(exc, 150)}); "
                 "delete it and download again",
             ) from None
-    return subjects
-
-
-def _expected_names(subject: str, names: Iterable[str]) -> dict[str, str]:
-    """The three file names of *subject*, with the session label found in *names*."""
-    session = NFBS_SESSION
-    for name in names:
-        match = _FILE_RE.match(name)
-        if match and match["subject"] == subject:
-            session = match["session"]
-            break
-    return nfbs_filenames(subject, session)
+    return listing
 
 
 def _extract_members(archive: Path, tmp: Path, folders: dict[str, str], progressbar: bool) -> None:
@@ -416,14 +498,71 @@ def _extract_members(archive: Path, tmp: Path, folders: dict[str, str], progress
                 if member.isdir() or str(PurePosixPath(member.name).parent) not in wanted:
                     continue
                 _check_member(member, str(tmp))
-                if _HAS_DATA_FILTER:
-                    tar.extract(member, tmp, filter="data")
-                else:
-                    tar.extract(member, tmp)
+                _extract(tar, member, tmp)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise InvalidInputError(
                 archive, f"extraction failed ({_one_line(exc, 150)}); delete it and retry"
             ) from None
+
+
+# --------------------------------------------------------------------------- checking the files
+
+
+class _BadFile(Exception):
+    """An extracted file failed :func:`_check_nifti_gz`; the message says why."""
+
+
+def _check_nifti_gz(path: Path) -> tuple[int, ...]:
+    """Decompress a ``.nii.gz`` to its end and read its NIfTI header; return its 3D shape.
+
+    Reading a gzip member to its end makes :mod:`gzip` compare the CRC-32 and
+    the length stored in its trailer with the data: a flipped or missing byte
+    fails. The header must be NIfTI-1 or -2, 3D, and the data it describes
+    must fit in the decompressed bytes.
+    """
+    import nibabel as nib
+
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise _BadFile(f"fails the gzip check ({_one_line(exc, 120)})") from None
+    try:
+        img = nib.load(path)
+    except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError) as exc:
+        raise _BadFile(f"is not a NIfTI image ({_one_line(exc, 120)})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise _BadFile(f"is not a NIfTI image (read as {type(img).__name__})")
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    if len(shape) != 3:
+        raise _BadFile(f"is not a 3D volume (shape {shape})")
+    proxy = img.dataobj  # where the voxels start, and their type, as read from the file
+    needed = int(proxy.offset) + math.prod(shape) * np.dtype(proxy.dtype).itemsize
+    if total < needed:
+        raise _BadFile(f"holds {total:,} bytes but its header describes {needed:,}")
+    return shape
+
+
+def _check_file(path: Path, member: str, where: object, advice: str) -> tuple[int, ...]:
+    try:
+        return _check_nifti_gz(path)
+    except _BadFile as exc:
+        raise InvalidInputError(where, f"member {member!r} {exc}; {advice}") from None
+
+
+def _check_shapes(subject: str, shapes: dict[str, tuple[int, ...]], where: object) -> None:
+    for kind in ("brainmask", "brain"):
+        if shapes[kind] != shapes["t1w"]:
+            raise InvalidInputError(
+                where,
+                f"subject {subject}: the {kind} has shape {shapes[kind]} "
+                f"but the T1w has {shapes['t1w']}",
+            )
+
+
+# --------------------------------------------------------------------------- the record
 
 
 def _read_marker(dest: Path) -> dict[str, Any] | None:
@@ -431,11 +570,10 @@ def _read_marker(dest: Path) -> dict[str, Any] | None:
         marker = json.loads((dest / MARKER_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict):
+    if not isinstance(marker, dict) or not isinstance(marker.get("subjects"), list):
         return None
-    if not isinstance(marker.get("subjects"), list) or not isinstance(
-        marker.get("available"), list
-    ):
+    available = marker.get("available")
+    if available is not None and not isinstance(available, list):
         return None
     return marker
 
@@ -446,60 +584,404 @@ def _subject_complete(dest: Path, subject: str) -> bool:
     return all((folder / name).is_file() for name in names.values())
 
 
-def _wanted(available: Sequence[str], n_subjects: int | None) -> list[str]:
-    ids = sorted(available)
-    if n_subjects is None:
-        return ids
-    if n_subjects > len(ids):
-        raise InvalidInputError(
-            None, f"n_subjects={n_subjects} but the NFBS archive has {len(ids)} subjects"
+class _Record:
+    """``NFBS_Dataset/.complete.json``: the subjects on disk and how each was verified.
+
+    ``verified`` maps each subject to the checks it passed: ``"md5:<hex>"`` (the
+    whole archive's hash, when it was checked), ``"gzip-crc"`` and ``"nifti"``
+    (every file, see :func:`_check_nifti_gz`); None for subjects recorded by an
+    older version. ``available`` lists the archive's subjects once the whole
+    archive has been read, None before.
+    """
+
+    def __init__(self, dest: Path, url: str) -> None:
+        self.dest = dest
+        marker = _read_marker(dest) or {}
+        old = marker.get("verified")
+        old = old if isinstance(old, dict) else {}
+        self.verified: dict[str, list[str] | None] = {
+            s: old.get(s) for s in marker.get("subjects", []) if _subject_complete(dest, s)
+        }
+        self.available: list[str] | None = marker.get("available")
+        self.known_hash: str | None = marker.get("known_hash")
+        self.url = url
+
+    def add(self, subject: str, folder: Path, checks: list[str], trash: Path) -> None:
+        """Move a complete, checked subject *folder* into place and record it."""
+        target = self.dest / subject
+        self.dest.mkdir(exist_ok=True)
+        if target.exists() or target.is_symlink():  # stale: not in the record
+            trash.mkdir(exist_ok=True)
+            os.replace(target, trash / subject)
+        os.replace(folder, target)
+        self.verified[subject] = checks
+        self.save()
+
+    def save(self) -> None:
+        record = {
+            "archive": NFBS_ARCHIVE,
+            "url": self.url,
+            "known_hash": self.known_hash,
+            "available": None if self.available is None else sorted(self.available),
+            "subjects": sorted(self.verified),
+            "verified": {s: self.verified[s] for s in sorted(self.verified)},
+        }
+        atomic_write_text(self.dest / MARKER_NAME, json.dumps(record, indent=1) + "\n")
+
+
+def _too_many(n_subjects: int, count: int) -> InvalidInputError:
+    return InvalidInputError(
+        None, f"n_subjects={n_subjects} but the NFBS archive has {count} subjects"
+    )
+
+
+def _report(progressbar: bool, text: str) -> None:
+    """The closing summary, with the progress bars (on stderr), for the chapters and the CLI."""
+    if progressbar:
+        print(text, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- the whole archive
+
+
+def _from_archive(
+    archive: Path,
+    record: _Record,
+    data_dir: Path,
+    n_subjects: int | None,
+    archive_hash: str | None,
+    progressbar: bool,
+) -> list[str]:
+    """Extract the missing subjects from a local, verified archive; return them."""
+    done = set(record.verified)
+    tmp = Path(tempfile.mkdtemp(prefix=".nfbs-extract-", dir=data_dir))
+    try:
+        listing = _scan_archive(archive, str(tmp), progressbar)
+        if not listing.subjects:
+            raise InvalidInputError(archive, "contains no NFBS subject files")
+        record.available = sorted(listing.subjects)
+        if n_subjects is None:
+            needed = [s for s in record.available if s not in done]
+        else:
+            if n_subjects > len(listing.complete):
+                raise _too_many(n_subjects, len(listing.complete))
+            new = [s for s in listing.complete if s not in done]
+            needed = new[: max(n_subjects - len(done), 0)]
+        for subject in needed:
+            folder, names = listing.subjects[subject]
+            for kind, name in _expected_names(subject, names).items():
+                if name not in names:
+                    raise MissingFileError(
+                        f"{archive}: subject {subject} has no {kind} file ({folder}/{name})"
+                    )
+        _extract_members(
+            archive, tmp, {s: listing.subjects[s][0] for s in needed}, progressbar
         )
-    return ids[:n_subjects]
+        advice = "the archive is damaged: delete it and download again"
+        for subject in needed:  # check every extracted file before moving anything
+            folder, names = listing.subjects[subject]
+            shapes = {}
+            for kind, name in _expected_names(subject, names).items():
+                path = tmp / folder / name
+                if not path.is_file():
+                    raise MissingFileError(
+                        f"{archive}: subject {subject}: {kind} file {name} was not extracted"
+                    )
+                shapes[kind] = _check_file(path, f"{folder}/{name}", archive, advice)
+            _check_shapes(subject, shapes, archive)
+        checks = [*([archive_hash] if archive_hash else []), *_FILE_CHECKS]
+        for subject in needed:
+            record.add(subject, tmp / listing.subjects[subject][0], checks, tmp / ".replaced")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return needed
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+class _Retry(Exception):
+    """The transfer failed in a way another attempt may fix (cut, reset, timeout, HTTP 5xx).
+
+    Raised with the reason; :func:`_stream_once` adds the subjects it completed and the
+    bytes it read: ``(reason, added, count)``.
+    """
+
+
+class _HTTPReader:
+    """A response body as a file for tarfile: counts bytes, feeds the bar, detects cuts.
+
+    Any error while reading, and an end of data before the announced
+    ``Content-Length``, becomes :class:`_Retry`.
+    """
+
+    def __init__(self, response: Any, bar: Any, timeout: float) -> None:
+        self.response = response
+        length = response.headers.get("Content-Length", "")
+        self.length = int(length) if length.strip().isdigit() else None
+        self.count = 0
+        self.eof = False
+        self.bar = bar
+        self.timeout = timeout
+        self.member = ""  # the member being read, for the messages
+
+    def _where(self) -> str:
+        inside = f", at member {self.member!r}" if self.member else ""
+        of = "" if self.length is None else f" of {self.length:,}"
+        return f"after {self.count:,}{of} bytes{inside}"
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.response.read(None if size is None or size < 0 else size)
+        except TimeoutError:
+            raise _Retry(f"no data for {self.timeout:g} s {self._where()}") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise _Retry(
+                f"the transfer failed {self._where()} ({type(exc).__name__}: "
+                f"{_one_line(exc, 120)})"
+            ) from None
+        if not data and size != 0:
+            self.eof = True
+            if self.length is not None and self.count < self.length:
+                raise _Retry(f"the connection closed {self._where()}")
+        self.count += len(data)
+        self.bar.update(len(data))
+        return data
+
+
+def _open_stream(url: str, source: str, timeout: float) -> Any:
+    """GET *url*; HTTP 4xx is a DownloadError, anything another attempt may fix is _Retry."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=timeout)  # the scheme was checked
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        status = f"HTTP {exc.code} {exc.reason}"
+        if exc.code >= 500 or exc.code in {408, 429}:
+            raise _Retry(status) from None
+        raise DownloadError(f"{source}: download failed: {status}; check the address") from None
+    except TimeoutError:
+        raise _Retry(f"no answer within {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            raise _Retry(f"no answer within {timeout:g} s") from None
+        raise _Retry(f"cannot connect ({_one_line(reason, 150)})") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise _Retry(f"{type(exc).__name__}: {_one_line(exc, 150)}") from None
+
+
+def _stream_once(
+    url: str,
+    source: str,
+    record: _Record,
+    data_dir: Path,
+    need: int,
+    *,
+    progressbar: bool,
+    timeout: float,
+) -> tuple[list[str], _Listing | None, tuple[int, int | None]]:
+    """One GET: extract, check and move the first *need* new complete subjects.
+
+    Returns the subjects added; if the whole archive went by, its listing (None
+    when the stream was closed early, the N subjects being complete); and the
+    bytes read with the announced length (None if none).
+    Raises _Retry when the transfer failed; subjects completed before that
+    stay in place (each is moved as soon as its three files are checked).
+    """
+    from tqdm.auto import tqdm
+
+    added: list[str] = []
+    listing = _Listing(source)
+    files: dict[str, dict[str, tuple[int, ...]]] = {}  # subject → {name: shape} extracted
+    reader = None
+    advice = "the archive at this address is damaged or not NFBS"
+    tmp = Path(tempfile.mkdtemp(prefix=".nfbs-stream-", dir=data_dir))
+    try:
+        with contextlib.ExitStack() as stack:
+            response = stack.enter_context(_open_stream(url, source, timeout))
+            reader = _HTTPReader(response, None, timeout)
+            reader.bar = stack.enter_context(
+                tqdm(
+                    total=reader.length, desc=f"Streaming NFBS ({need} subjects)", unit="B",
+                    unit_scale=True, unit_divisor=1024, disable=not progressbar, leave=False,
+                )
+            )  # fmt: skip
+            try:
+                tar = stack.enter_context(tarfile.open(fileobj=reader, mode="r|gz"))
+                for member in tar:
+                    reader.member = member.name
+                    try:
+                        _check_member(member, str(tmp))
+                    except tarfile.TarError as exc:
+                        raise _unsafe(source, member, exc) from None
+                    found = listing.add(member)
+                    if found is None or found[0] in record.verified:
+                        continue  # a folder, another file, or a subject already on disk
+                    subject, folder = found
+                    if not member.isfile():
+                        raise InvalidInputError(
+                            source, f"member {member.name!r} is not a regular file; {advice}"
+                        )
+                    _extract(tar, member, tmp)
+                    reader.member = ""
+                    path = tmp.joinpath(*PurePosixPath(member.name).parts)
+                    shape = _check_file(path, member.name, source, advice)
+                    got = files.setdefault(subject, {})
+                    got[path.name] = shape
+                    if not _has_all(subject, got):
+                        continue
+                    names = _expected_names(subject, got)
+                    _check_shapes(subject, {k: got[n] for k, n in names.items()}, source)
+                    record.add(subject, tmp / folder, list(_FILE_CHECKS), tmp / ".replaced")
+                    added.append(subject)
+                    if len(added) == need:  # closing the response ends the transfer
+                        return added, None, (reader.count, reader.length)
+            except (tarfile.TarError, EOFError, zlib.error) as exc:
+                if reader.eof and reader.length is None:  # no Content-Length to tell a cut
+                    raise _Retry(f"the data ended {reader._where()}") from None
+                raise InvalidInputError(
+                    source, f"not a readable tar.gz archive ({_one_line(exc, 150)}); {advice}"
+                ) from None
+            if reader.length is None:  # the end of the archive, or a cut: no way to tell
+                raise _Retry(
+                    f"the data ended {reader._where()} and the server sent no length, so "
+                    "whether the archive is complete cannot be told"
+                )
+    except _Retry as exc:
+        raise _Retry(exc.args[0], added, 0 if reader is None else reader.count) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return added, listing, (reader.count, reader.length)
+
+
+def _stream(
+    url: str,
+    source: str,
+    record: _Record,
+    data_dir: Path,
+    n_subjects: int,
+    *,
+    progressbar: bool,
+    retries: int,
+    timeout: float,
+) -> tuple[list[str], tuple[int, int | None]]:
+    """Stream until *n_subjects* subjects are on disk; return those added, (bytes read, size).
+
+    The bytes read are summed over all attempts.
+    """
+    added: list[str] = []
+    failures = 0
+    read = 0
+    while True:
+        need = n_subjects - len(record.verified)
+        try:
+            new, listing, (count, length) = _stream_once(
+                url, source, record, data_dir, need, progressbar=progressbar, timeout=timeout
+            )
+        except _Retry as exc:
+            _, new, count = exc.args
+            added += new
+            read += count
+            if not new:  # an attempt that added a subject does not use up a retry
+                failures += 1
+            if failures > retries:
+                kept = len(record.verified)
+                raise DownloadError(
+                    f"{source}: download failed after {failures} failed attempt"
+                    f"{'s' if failures != 1 else ''}: {exc.args[0]}; {kept} complete "
+                    f"subject{'s are' if kept != 1 else ' is'} on disk, rerun to fetch the rest"
+                ) from None
+            time.sleep(min(failures, 10))
+            continue
+        added += new
+        read += count
+        if listing is not None:  # the whole archive went by
+            record.available = sorted(listing.subjects)
+            if record.verified:
+                record.save()
+            if len(record.verified) < n_subjects:
+                raise _too_many(n_subjects, len(listing.complete))
+        return added, (read, length)
+
+
+# --------------------------------------------------------------------------- fetch
 
 
 def fetch_nfbs(
     data_dir: str | os.PathLike | None = None,
     *,
     n_subjects: int | None = None,
-    url: str = NFBS_URL,
+    url: str | None = None,
     known_hash: str | None = NFBS_KNOWN_HASH,
     keep_archive: bool = True,
     progressbar: bool = True,
     retries: int = 2,
+    timeout: float = 60.0,
 ) -> Path:
-    """Download and extract the NFBS dataset; return its ``NFBS_Dataset`` folder.
+    """Download and extract NFBS, or only the subjects you need; return ``NFBS_Dataset``.
 
-    The archive is downloaded once with :mod:`pooch` into *data_dir* (hash
-    checked, retried, with a progress bar) and is moved to its final name only
-    once verified. Its members are checked (no absolute paths, no ``..``, no
-    links pointing outside, no devices) and extracted with the tarfile ``data``
-    filter into a temporary folder inside *data_dir*; each subject folder is
-    then moved into ``data_dir/NFBS_Dataset/`` with :func:`os.replace`, and
-    ``NFBS_Dataset/.complete.json`` records the subjects. A call whose subjects
-    are all recorded (and on disk) returns at once: no download, no extraction.
-    Nothing half-written is left in *data_dir* after a failure.
+    Two ways, and what each verifies:
+
+    * ``n_subjects=None`` (all 125 subjects): the whole archive (1.75 GB) is
+      downloaded with :mod:`pooch` into *data_dir* (retries, progress bar) and
+      its **MD5** is compared with *known_hash* before it is moved to its final
+      name. Its members are then extracted and every file is checked (below).
+    * ``n_subjects=N``: the archive is **streamed** (one HTTP GET read through
+      a gzip + tar stream reader) and the transfer is closed as soon as N
+      subjects are complete, so only their share of the archive travels (in
+      archive order, a subject's three files lie together). The archive's MD5
+      is **not** checked: it needs every byte. Instead each file is checked
+      as it arrives: decompressed to its end, so that :mod:`gzip` compares
+      its CRC-32 and length with the data, then its NIfTI header is read
+      (nibabel; 3D; the data fit) and the mask's and brain's shapes must
+      equal the T1w's. Nothing of the archive is stored. If the archive is
+      already in *data_dir* (an earlier whole download), it is used instead,
+      with its hash checked (one that fails is downloaded again, whole).
+
+    Which N subjects: those already on disk (recorded, all three files
+    there) count, and the rest are the first complete subjects in archive
+    order that are not on disk yet. Each complete subject is extracted with
+    the tarfile ``data`` filter into a temporary folder inside *data_dir*,
+    after every member was checked to be safe (no absolute paths, no ``..``,
+    no links pointing outside, no devices), and moved into
+    ``data_dir/NFBS_Dataset/`` with :func:`os.replace`; then
+    ``NFBS_Dataset/.complete.json`` records it with the checks it passed
+    (``"md5:<hex>"``, ``"gzip-crc"``, ``"nifti"``). A call whose subjects are
+    all recorded returns at once; a later, larger call adds only the missing
+    ones. After a failure or an interruption no half-written file or folder
+    is left: a subject is either complete and recorded or absent.
 
     Parameters
     ----------
     data_dir : str or path-like or None
         Where to store the data; see :func:`get_data_dir`.
     n_subjects : int or None
-        Extract only the first *n_subjects* subjects (sorted by id). The archive
-        is still downloaded whole; a later call with a larger number extracts
-        the missing subjects. None extracts all of them.
-    url : str
-        Address of the archive.
+        How many subjects to have on disk; None means all of them (and the
+        whole archive with its MD5 check).
+    url : str or None
+        Address of the archive (``http://``, ``https://`` or ``ftp://``). None
+        takes the environment variable ``SKULLSTRIP_NFBS_URL`` if set and not
+        empty (a mirror, or a local server), else :data:`NFBS_URL`.
     known_hash : str or None
-        Expected hash, ``"md5:<hex>"``. The pinned default can be replaced
-        with the environment variable ``SKULLSTRIP_NFBS_HASH``; None skips the
-        check (an explicit opt-out).
+        Expected hash of the whole archive, ``"md5:<hex>"``. The pinned default
+        can be replaced with the environment variable ``SKULLSTRIP_NFBS_HASH``;
+        None skips the check (an explicit opt-out). Not used when streaming.
     keep_archive : bool
-        Keep the archive after a successful extraction (False deletes it; the
-        marker file still lets later calls skip the download).
+        Keep the whole archive after a successful extraction (False deletes it;
+        the record still lets later calls skip the download). A stream stores
+        no archive.
     progressbar : bool
-        Show progress bars for the download and the extraction.
+        Show progress bars (bytes read) and, at the end, one line on what was
+        fetched and how it was verified.
     retries : int
-        How many times pooch retries a failed download (waiting 1 s, 2 s, ...).
+        How many failed attempts to retry (waiting 1 s, 2 s, ...). A stream
+        re-opens the address and skips the subjects already complete; an
+        attempt that added a subject before failing is not counted.
+    timeout : float
+        Seconds to wait for the server to answer or send more data.
 
     Returns
     -------
@@ -509,19 +991,21 @@ def fetch_nfbs(
     Raises
     ------
     DownloadError
-        Network or HTTP error, truncated transfer, or hash mismatch (the message
-        gives the actual hash, the size and how to proceed).
+        Network or HTTP error, a transfer cut or stalled (after the retries),
+        or a hash mismatch (the message gives the actual hash, the size and how
+        to proceed). Complete subjects fetched before a failure are kept.
     InvalidInputError
-        The archive is not a readable tar archive or has an unsafe member, or
-        an argument is invalid (*n_subjects* not positive or larger than the
-        number of subjects, *retries* negative, *known_hash* malformed). It is
-        a :class:`ValueError`.
+        The archive is not a readable tar.gz, has an unsafe member, or a file
+        fails its check (the message names the member); or an argument is
+        invalid (*n_subjects* not positive or larger than the number of
+        subjects, *retries* negative, *timeout* not positive, *known_hash* or
+        *url* malformed). It is a :class:`ValueError`.
     MissingFileError
-        A subject in the archive lacks one of its three files.
+        Whole archive: a subject in it lacks one of its three files.
 
     Examples
     --------
-    >>> root = fetch_nfbs(n_subjects=5)  # doctest: +SKIP
+    >>> root = fetch_nfbs(n_subjects=3)  # doctest: +SKIP
     >>> sorted(p.name for p in root.iterdir())[:2]  # doctest: +SKIP
     ['.complete.json', 'A00028185']
     """
@@ -533,68 +1017,51 @@ def fetch_nfbs(
         raise InvalidInputError(
             None, f"n_subjects must be a positive integer or None, got {n_subjects!r}"
         )
-    if retries < 0:
-        raise InvalidInputError(None, f"retries must be >= 0, got {retries!r}")
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise InvalidInputError(None, f"retries must be an integer >= 0, got {retries!r}")
+    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise InvalidInputError(None, f"timeout must be a positive number of seconds, "
+                                      f"got {timeout!r}")  # fmt: skip
+    url, url_from = _resolve_url(url)
+    source = _source(url, url_from)
+    resolved_hash, where = _resolve_hash(known_hash)  # checked even when not used (a stream)
     data_dir = get_data_dir(data_dir)
     dest = data_dir / NFBS_FOLDER
-
-    marker = _read_marker(dest)
-    done: set[str] = set()
-    if marker is not None:
-        done = {s for s in marker["subjects"] if _subject_complete(dest, s)}
-        if set(_wanted(marker["available"], n_subjects)) <= done:
+    record = _Record(dest, url)
+    done = set(record.verified)
+    available = record.available
+    if n_subjects is None:
+        if available is not None and set(available) <= done:
             return dest
+    else:
+        if len(done) >= n_subjects:
+            return dest
+        if available is not None and n_subjects > len(available):
+            raise _too_many(n_subjects, len(available))
 
-    resolved_hash, where = _resolve_hash(known_hash)
-    archive = _download(
-        url, data_dir, resolved_hash, where, progressbar=progressbar, retries=retries
-    )
+    archive = data_dir / NFBS_ARCHIVE
+    if n_subjects is not None and not archive.is_file():
+        added, (read, size) = _stream(url, source, record, data_dir, n_subjects,
+                                      progressbar=progressbar, retries=retries,
+                                      timeout=timeout)  # fmt: skip
+        share = f"{read:,} bytes" if not size else f"{read:,} of {size:,} bytes, {read / size:.0%}"
+        _report(progressbar, f"NFBS: {len(added)} subject(s) streamed from {url} into {dest} "
+                f"(read {share}), {len(record.verified)} on disk; each file passed its gzip "
+                "CRC-32 and NIfTI header checks; the archive's MD5 was not checked (it needs "
+                "the whole archive)")  # fmt: skip
+        return dest
 
-    tmp = Path(tempfile.mkdtemp(prefix=".nfbs-extract-", dir=data_dir))
-    moved: list[str] = []
-    available: list[str] = []
-    try:
-        listing = _scan_archive(archive, str(tmp), progressbar)
-        if not listing:
-            raise InvalidInputError(archive, "contains no NFBS subject files")
-        available = sorted(listing)
-        needed = [s for s in _wanted(available, n_subjects) if s not in done]
-        for subject in needed:
-            folder, names = listing[subject]
-            for kind, name in _expected_names(subject, names).items():
-                if name not in names:
-                    raise MissingFileError(
-                        f"{archive}: subject {subject} has no {kind} file ({folder}/{name})"
-                    )
-        _extract_members(archive, tmp, {s: listing[s][0] for s in needed}, progressbar)
-        for subject in needed:  # validate the extracted layout before moving anything
-            folder = tmp / listing[subject][0]
-            for kind, name in _expected_names(subject, listing[subject][1]).items():
-                if not (folder / name).is_file():
-                    raise MissingFileError(
-                        f"{archive}: subject {subject}: {kind} file {name} was not extracted"
-                    )
-        dest.mkdir(exist_ok=True)
-        trash = tmp / ".replaced"
-        for subject in needed:
-            target = dest / subject
-            if target.exists() or target.is_symlink():  # stale, not in the marker
-                trash.mkdir(exist_ok=True)
-                os.replace(target, trash / subject)
-            os.replace(tmp / listing[subject][0], target)
-            moved.append(subject)
-    finally:
-        if moved:
-            record = {
-                "archive": NFBS_ARCHIVE,
-                "url": url,
-                "known_hash": resolved_hash,
-                "available": available,
-                "subjects": sorted(done | set(moved)),
-            }
-            atomic_write_text(dest / MARKER_NAME, json.dumps(record, indent=1) + "\n")
-        shutil.rmtree(tmp, ignore_errors=True)
-
+    archive = _download(url, source, data_dir, resolved_hash, where,
+                        progressbar=progressbar, retries=retries, timeout=timeout)  # fmt: skip
+    if resolved_hash is not None:
+        record.known_hash = resolved_hash
+    added = _from_archive(archive, record, data_dir, n_subjects, resolved_hash, progressbar)
+    if not added and record.verified:
+        record.save()  # the archive's subjects are known now
+    hashed = "its hash was not checked" if resolved_hash is None else f"its {resolved_hash} matched"
+    _report(progressbar, f"NFBS: {len(added)} subject(s) extracted from {archive} ({hashed}) "
+            f"into {dest}, {len(record.verified)} on disk; each file passed its gzip CRC-32 and "
+            "NIfTI header checks")  # fmt: skip
     if not keep_archive:
         archive.unlink(missing_ok=True)
     return dest

@@ -44,6 +44,10 @@ class OutputExistsError(SkullstripError, FileExistsError):
     """An output file exists and was not to be overwritten (nothing is replaced silently)."""
 
 
+class DeviceError(SkullstripError):
+    """The machine lacks what a training run needs: a GPU, a named device, or GPU memory."""
+
+
 # The modules of the "train" extra (pip install 'skullstrip-lib[train]'): training, export
 # and .keras models need them; the base install (predict, index, synth, fetch, preprocess
 # with ONNX models) does not.

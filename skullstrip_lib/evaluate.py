@@ -30,6 +30,8 @@ __all__ = [
     "select_split",
     "summarize",
     "training_config",
+    "training_split",
+    "unseen_subjects",
 ]
 
 
@@ -162,6 +164,18 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- seen vs unseen
 
 
+def _model_folder(model: str | os.PathLike | BrainModel) -> tuple[str, Path]:
+    """(name, folder holding the model's files) of a bundled name, folder, file or run."""
+    from .inference import bundled_models
+
+    name = model.name if isinstance(model, BrainModel) else str(model)
+    path = bundled_models().get(name, Path(name))
+    folder = path if path.is_dir() else path.parent
+    if (folder / "export" / "config.yaml").is_file() and not (folder / "config.yaml").is_file():
+        folder = folder / "export"
+    return name, folder
+
+
 def training_config(model: str | os.PathLike | BrainModel):
     """How a model was trained: the ``config.yaml`` exported beside it.
 
@@ -184,19 +198,82 @@ def training_config(model: str | os.PathLike | BrainModel):
     import yaml
 
     from .errors import MissingFileError
-    from .inference import bundled_models
     from .train import TrainConfig
 
-    name = model.name if isinstance(model, BrainModel) else str(model)
-    path = bundled_models().get(name, Path(name))
-    folder = path if path.is_dir() else path.parent
-    if (folder / "export" / "config.yaml").is_file() and not (folder / "config.yaml").is_file():
-        folder = folder / "export"
+    name, folder = _model_folder(model)
     config = folder / "config.yaml"
     if not config.is_file():
         raise MissingFileError(f"{name}: no config.yaml beside the model, so how it was trained "
                                "is unknown")
     return TrainConfig.from_dict(yaml.safe_load(config.read_text()))
+
+
+def training_split(model: str | os.PathLike | BrainModel) -> pd.Series:
+    """The subject-level split a model was trained with: subject -> "train", "val" or "test".
+
+    Read from what was stored with the model's training data: the
+    ``split.csv`` exported beside the model (a training run writes it from
+    the data it trained on), else the index its ``config.yaml`` names (an
+    index CSV keeps its ``split`` column; a data folder is split again with
+    the run's ``split_seed``, as training did).
+
+    Raises
+    ------
+    MissingFileError
+        Nothing beside the model records its split (e.g. a model trained on
+        synthetic heads, or made elsewhere), or its training index is gone.
+    """
+    from .datasets import index_dataset, read_index
+    from .errors import MissingFileError
+
+    name, folder = _model_folder(model)
+    if (folder / "split.csv").is_file():
+        table = pd.read_csv(folder / "split.csv", dtype=str)
+    else:
+        config = training_config(model)
+        if config.data is None:
+            raise MissingFileError(f"{name}: trained on synthetic heads, not on an index: "
+                                   "no subject split to keep")
+        source = Path(config.data)
+        if not source.exists():
+            raise MissingFileError(f"{source}: the index {name} was trained on is not here, so "
+                                   "its split is unknown")
+        table = (index_dataset(source, seed=config.split_seed) if source.is_dir()
+                 else read_index(source))
+    return pd.Series(table["split"].to_numpy(), index=table["subject"].astype(str),
+                     name="split")
+
+
+def unseen_subjects(index: pd.DataFrame, model: str | os.PathLike | BrainModel,
+                    *, include_val: bool = False) -> pd.DataFrame:
+    """The subjects of an index that a model never trained on, all marked ``"test"``.
+
+    The split that counts is the model's own (:func:`training_split`), not a
+    split computed again from ``index``: a split of another number of
+    subjects puts other subjects in the test set, some of them ones the model
+    was trained on. Kept: the model's test subjects and subjects it never saw
+    at all (not in its training index); with ``include_val`` its validation
+    subjects too (they chose the checkpoint, so they flatter it a little).
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        An index (:func:`skullstrip_lib.datasets.index_dataset`).
+    model : str, path-like or BrainModel
+        The model to be evaluated.
+    include_val : bool
+        Also keep the model's validation subjects.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``index`` the model never trained on, in their order,
+        with ``split`` set to ``"test"``.
+    """
+    split = training_split(model)
+    seen = split.index[split.isin(["train"] if include_val else ["train", "val"])]
+    kept = index[~index["subject"].astype(str).isin(seen)]
+    return kept.assign(split="test").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- data drift

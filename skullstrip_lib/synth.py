@@ -4,7 +4,8 @@ The NFBS repository (125 defaced T1w heads with brain masks) is the book's
 training data. This module makes stand-ins for tests, CI and the CPU "sample"
 profile: heads that look like real MPRAGE scans (brain, CSF, skull with
 marrow, scalp fat, eyes, neck, defaced), written in the same folder layout and
-file names, with a brain mask that is exact by construction.
+file names, with a brain mask that is exact by construction, or packed into an
+``NFBS_Dataset.tar.gz`` laid out like the real archive (:func:`write_nfbs_archive`).
 
 How a head is made
 ------------------
@@ -30,10 +31,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import itertools
 import json
 import math
 import os
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +46,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from .datasets import nfbs_filenames
-from .errors import SkullstripError
+from .datasets import NFBS_FOLDER, nfbs_filenames
+from .errors import OutputExistsError, SkullstripError
 from .io import atomic_path, atomic_write_text, to_plain
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "grid_affine",
     "make_head",
     "subject_id",
+    "write_nfbs_archive",
     "write_nfbs_dataset",
 ]
 
@@ -877,19 +881,26 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 # --------------------------------------------------------------------------- dataset writer
 
 
+def _nifti_gz_bytes(img: nib.Nifti1Image) -> bytes:
+    """``img`` as the bytes of a .nii.gz file, byte-reproducibly.
+
+    The gzip header gets mtime 0 and no file name, so the same image always
+    gives the same bytes (in a folder or in an archive).
+    """
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=1) as gz:
+        gz.write(img.to_bytes())
+    return buffer.getvalue()
+
+
 def _save_atomic(img: nib.Nifti1Image, path: Path) -> None:
     """Write ``img`` to ``path`` (.nii.gz) atomically and byte-reproducibly.
 
-    The gzip header gets mtime 0 and no file name, so the same image always
-    gives the same bytes; the temporary file ends in .nii.gz and is renamed over
-    the target only when complete.
+    The temporary file ends in .nii.gz and is renamed over the target only when
+    complete.
     """
-    with (
-        atomic_path(path, overwrite=True) as tmp,
-        open(tmp, "wb") as fh,
-        gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=1) as gz,
-    ):
-        gz.write(img.to_bytes())
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_bytes(_nifti_gz_bytes(img))
 
 
 def _write_json_atomic(obj: dict, path: Path) -> None:
@@ -1002,3 +1013,139 @@ def write_nfbs_dataset(
         record["subjects"] = sorted(done)
         _write_json_atomic(record, params_path)
     return folders
+
+
+# --------------------------------------------------------------------------- archive writer
+
+
+def _tar_info(name: str, size: int | None = None) -> tarfile.TarInfo:
+    """A reproducible tar header: a folder (``size=None``) or a regular file.
+
+    Owner root (0/0, no user or group name), mode 755 or 644, mtime 0: only the
+    name and the contents vary, so the same heads always give the same bytes.
+    """
+    info = tarfile.TarInfo(name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    if size is None:
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
+        info.mode = 0o644
+        info.size = size
+    return info
+
+
+def write_nfbs_archive(
+    path: str | os.PathLike,
+    n_subjects: int,
+    seed: int = 0,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    **head_kwargs: Any,
+) -> Path:
+    """Write synthetic subjects as an ``NFBS_Dataset.tar.gz`` laid out like the real one.
+
+    The archive stands in for NFBS where the real one (1.75 GB) cannot be
+    downloaded: tests and the local server that plays the NFBS address serve
+    it to :func:`skullstrip_lib.datasets.fetch_nfbs`. Its members are, in
+    this order: ``NFBS_Dataset/``, then for each subject ``NFBS_Dataset/<ID>/``
+    followed by the subject's three files (``sub-<ID>_ses-NFB3_T1w.nii.gz``,
+    ``..._T1w_brain.nii.gz``, ``..._T1w_brainmask.nii.gz``, sorted by name), so
+    all of a subject's files lie together, as in a tar of folders. The heads are
+    :func:`make_head`'s (the NFBS grid, 256x256x192 at 1 mm, by default) and each
+    file has the bytes :func:`write_nfbs_dataset` would write.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The archive to write, e.g. ``out/NFBS_Dataset.tar.gz``; its folder is
+        created if missing.
+    n_subjects : int
+        Number of subjects, 1 to 10000 (subjects ``0 .. n_subjects - 1``).
+    seed : int
+        Dataset seed (see :func:`make_head`).
+    progress : bool
+        Show a tqdm progress bar over subjects.
+    overwrite : bool
+        Replace an existing file at *path*.
+    **head_kwargs
+        Passed to :func:`make_head` (shape, voxel_size, contrast, ...).
+
+    Returns
+    -------
+    pathlib.Path
+        *path*, absolute.
+
+    Raises
+    ------
+    OutputExistsError
+        *path* exists and *overwrite* is False (checked before any head is made).
+    ValueError
+        *n_subjects* is out of range, or *path* is a folder.
+    TypeError
+        An unknown head argument.
+
+    Notes
+    -----
+    Byte for byte reproducible: every gzip header (the archive's and each
+    file's) has mtime 0 and no file name, every tar header owner 0:0, mode
+    755/644 and mtime 0 (GNU format). The same seed and head arguments give
+    the same MD5 on the same versions of NumPy, SciPy and nilearn. The file is
+    written to a temporary name and renamed into place only when complete
+    (:func:`skullstrip_lib.io.atomic_path`).
+
+    Examples
+    --------
+    >>> import hashlib, tarfile, tempfile
+    >>> small = {"shape": (32, 32, 24), "voxel_size": (8.0, 8.0, 8.0)}
+    >>> out = Path(tempfile.mkdtemp())
+    >>> archive = write_nfbs_archive(out / "NFBS_Dataset.tar.gz", 1, progress=False, **small)
+    >>> with tarfile.open(archive) as tar:
+    ...     print("\\n".join(tar.getnames()))
+    NFBS_Dataset
+    NFBS_Dataset/A90000000
+    NFBS_Dataset/A90000000/sub-A90000000_ses-NFB3_T1w.nii.gz
+    NFBS_Dataset/A90000000/sub-A90000000_ses-NFB3_T1w_brain.nii.gz
+    NFBS_Dataset/A90000000/sub-A90000000_ses-NFB3_T1w_brainmask.nii.gz
+    >>> again = write_nfbs_archive(out / "again.tar.gz", 1, progress=False, **small)
+    >>> hashlib.md5(archive.read_bytes()).digest() == hashlib.md5(again.read_bytes()).digest()
+    True
+    """
+    unknown = sorted(set(head_kwargs) - set(_HEAD_KWARGS))
+    if unknown:
+        raise TypeError(f"unknown make_head arguments: {', '.join(unknown)}")
+    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) or not (
+        1 <= n_subjects <= 10000
+    ):
+        raise ValueError(f"n_subjects must be an integer from 1 to 10000, got {n_subjects!r}")
+    target = Path(os.path.abspath(Path(path).expanduser()))
+    if target.is_dir():
+        raise ValueError(f"{target}: is a folder; give the archive's file name")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target}: already exists (pass overwrite to replace it)")
+    top = NFBS_FOLDER
+    ids = [subject_id(i, seed) for i in range(n_subjects)]
+    iterator = range(n_subjects)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="synthetic NFBS archive", unit="subject")
+    with (
+        atomic_path(target, overwrite=overwrite) as tmp,
+        open(tmp, "wb") as fh,
+        gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        tar.addfile(_tar_info(top))
+        for i in iterator:
+            sid = ids[i]
+            head = make_head(seed, i, **head_kwargs)
+            tar.addfile(_tar_info(f"{top}/{sid}"))
+            files = sorted((name, key) for key, name in nfbs_filenames(sid).items())
+            for name, key in files:
+                data = _nifti_gz_bytes(getattr(head, key))
+                tar.addfile(_tar_info(f"{top}/{sid}/{name}", len(data)), io.BytesIO(data))
+    return target

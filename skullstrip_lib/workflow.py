@@ -4,7 +4,8 @@ nipype describes a pipeline as a graph of nodes and runs it with a *plugin*:
 ``Linear`` (one subject after another, in this process), ``MultiProc`` (several
 at once on this machine) or a cluster scheduler (``SLURM``, ``SGE``, ...) that
 submits one job per node. The same workflow runs everywhere; only the plugin
-changes. Here every subject is one node running
+changes. By default it is ``MultiProc`` with one process per core (``Linear`` on
+a single core). Here every subject is one node running
 :func:`skullstrip_lib.preprocess.preprocess_subject`.
 
 Re-running is cheap: a subject whose outputs were made from the same inputs and
@@ -32,7 +33,26 @@ from .errors import SkullstripError
 from .io import atomic_write_text
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 
-__all__ = ["run_one", "run_preprocessing"]
+__all__ = ["default_workers", "run_one", "run_preprocessing"]
+
+
+def default_workers() -> int:
+    """Processes :func:`run_preprocessing` uses by default: one per available core.
+
+    The cores this process may run on (``os.sched_getaffinity``, which respects
+    ``taskset`` and a cluster job's CPU set) where the system tells, else
+    ``os.cpu_count()``; at least 1.
+
+    Examples
+    --------
+    >>> default_workers() >= 1
+    True
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    return max(1, n)
 
 
 def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
@@ -91,6 +111,10 @@ def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrit
     wf.connect(source, "t1w", prep, "t1w")
     wf.connect(source, "brainmask", prep, "brainmask")
     wf.config["execution"].update({
+        # MultiProc looks for finished nodes and starts new ones at each poll (2 s
+        # by default): a core would sit idle for up to that long after each
+        # subject, which takes a few seconds. Polling costs next to nothing.
+        "poll_sleep_duration": "0.5",
         "stop_on_first_crash": "false",
         "crashdump_dir": str(work_dir / "crash"),
         "create_report": "false",
@@ -106,8 +130,8 @@ def run_preprocessing(
     out_dir: str | os.PathLike,
     config: PreprocessConfig | None = None,
     *,
-    plugin: str = "Linear",
-    workers: int = 1,
+    plugin: str | None = None,
+    workers: int | None = None,
     plugin_args: dict | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -123,10 +147,14 @@ def run_preprocessing(
         Output root; each subject gets ``out_dir/<subject>/``.
     config : PreprocessConfig, optional
         Preprocessing parameters.
-    plugin : str
+    plugin : str, optional
         nipype execution plugin: ``"Linear"``, ``"MultiProc"``, ``"SLURM"``, ...
-    workers : int
-        Processes for ``MultiProc``.
+        By default ``"MultiProc"`` when ``workers`` is more than one, else
+        ``"Linear"`` (one subject after another, in this process).
+    workers : int, optional
+        Processes for ``MultiProc``; by default one per core this process may
+        use (:func:`default_workers`), so a two-core machine (Colab) preprocesses
+        two subjects at a time and a one-core machine runs ``Linear``.
     plugin_args : dict, optional
         Extra plugin arguments (e.g. ``{"sbatch_args": "--mem=4G"}`` for SLURM).
     overwrite : bool
@@ -143,6 +171,9 @@ def run_preprocessing(
         ``out_dir/preprocessed.csv``.
     """
     config = config or PreprocessConfig()
+    workers = default_workers() if workers is None else int(workers)
+    if plugin is None:
+        plugin = "MultiProc" if workers > 1 else "Linear"
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     if "brainmask" not in index:
@@ -177,7 +208,7 @@ def run_preprocessing(
 
         args = {"status_callback": status, **(plugin_args or {})}
         if plugin == "MultiProc":
-            args.setdefault("n_procs", int(workers))
+            args.setdefault("n_procs", workers)
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
         try:
             graph = _build(todo_df, out_dir, config, overwrite, work_dir).run(

@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-COLAB = "https://colab.research.google.com/github/skullstrip/skullstrip/blob/main/notebooks/"
+COLAB = "https://colab.research.google.com/github/skullstrip/skullstrip/blob/main/colab/"
 ids = [p.stem for p in NOTEBOOKS]
 
 
@@ -43,7 +43,7 @@ def test_chapter_skeleton(path):
     code = [c for c in cells if c.cell_type == "code"]
     # Stored without outputs.
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs stored"
-    # One H1, "N. Title", numbered like the file; the Colab badge points at this file.
+    # One H1, "N. Title", numbered like the file; the Colab badge opens its Colab edition.
     h1 = [line for text in md for line in text.splitlines() if re.match(r"# \S", line)]
     assert len(h1) == 1 and h1[0].startswith(f"# {int(path.stem[:2])}. "), h1
     assert f"{COLAB}{path.name})" in md[0]
@@ -101,3 +101,26 @@ def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch):
                if c.cell_type == "code" for o in c.outputs)
     # Nothing was written into the repository.
     assert not list((ROOT / "notebooks").glob("*.ipynb.*"))
+
+
+def test_colab_edition_is_up_to_date(tmp_path):
+    # colab/ is what the badges open: made from notebooks/ by `make colab-edition`.
+    from skullstrip_lib.lessons.notebook import colab_edition
+
+    colab_edition(ROOT / "notebooks", tmp_path)
+    committed = sorted(p.name for p in (ROOT / "colab").glob("*.ipynb"))
+    assert committed == [p.name for p in NOTEBOOKS], "run make colab-edition"
+    for path in NOTEBOOKS:
+        made = (tmp_path / path.name).read_text()
+        assert (ROOT / "colab" / path.name).read_text() == made, (
+            f"colab/{path.name} is out of date: run make colab-edition")
+        nb = nbformat.read(tmp_path / path.name, as_version=4)
+        text = "\n".join(_source(c) for c in nb.cells if c.cell_type == "markdown")
+        assert "```{" not in text and "{cite}" not in text and "{solution" not in text
+        assert f"{COLAB}{path.name})" in _source(nb.cells[0])
+        solutions = [c for c in nb.cells if "show_solution = False" in _source(c)]
+        assert all(c.metadata.get("cellView") == "form" for c in solutions)
+        for cell in nb.cells:
+            if cell.cell_type == "code":  # what Colab runs still parses (magics aside)
+                compile("\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                                   for line in _source(cell).splitlines()), path.name, "exec")

@@ -105,18 +105,14 @@ def test_preprocess_failure_exits_non_zero(tmp_path, small_dataset):
 
 @pytest.fixture(scope="module")
 def synth_archive(tmp_path_factory):
-    """A small NFBS_Dataset.tar.gz built from synthetic heads, and its MD5."""
+    """A small NFBS_Dataset.tar.gz (the stand-in, 2 synthetic subjects), and its MD5."""
     import hashlib
-    import tarfile
 
-    from skullstrip_lib.synth import write_nfbs_dataset
+    from skullstrip_lib.synth import write_nfbs_archive
 
-    src = tmp_path_factory.mktemp("archive_src")
-    write_nfbs_dataset(src, 2, seed=5, progress=False, shape=(48, 48, 40),
-                       voxel_size=(4.0, 4.0, 4.0))
-    archive = src / "NFBS_Dataset.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src / "NFBS_Dataset", arcname="NFBS_Dataset")
+    archive = write_nfbs_archive(tmp_path_factory.mktemp("archive") / "NFBS_Dataset.tar.gz", 2,
+                                 seed=5, progress=False, shape=(48, 48, 40),
+                                 voxel_size=(4.0, 4.0, 4.0))
     data = archive.read_bytes()
     return data, hashlib.md5(data).hexdigest()
 
@@ -146,3 +142,83 @@ def test_fetch_hash_mismatch_is_one_line_and_leaves_nothing(tmp_path, server, sy
     assert line.startswith("skullstrip fetch: error: ") and "--known-hash md5:" in line
     leftovers = [p.name for p in (tmp_path / "d").iterdir()] if (tmp_path / "d").exists() else []
     assert leftovers == []
+
+
+def test_synth_archive_writes_the_nfbs_standin(tmp_path):
+    import hashlib
+    import tarfile
+
+    from skullstrip_lib.synth import write_nfbs_archive
+
+    out = tmp_path / "out"
+    args = ("synth", str(out), "--archive", "--subjects", "3", "--seed", "2", "--shape", "32", "32",
+            "24", "--voxel-size", "8", "8", "8", "-q")
+    res = run(*args)
+    assert res.returncode == 0, res.stderr
+    archive = out / "NFBS_Dataset.tar.gz"
+    digest = hashlib.md5(archive.read_bytes()).hexdigest()
+    assert res.stdout.strip() == (f"{archive}: 3 synthetic subjects, {archive.stat().st_size:,} "
+                                  f"bytes, md5:{digest}")
+    assert sorted(p.name for p in out.iterdir()) == ["NFBS_Dataset.tar.gz"]
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert len(names) == 1 + 3 * 4 and names[0] == "NFBS_Dataset"
+    # the same bytes in another process, from the library
+    again = write_nfbs_archive(tmp_path / "again.tar.gz", 3, seed=2, progress=False,
+                               shape=(32, 32, 24), voxel_size=(8.0, 8.0, 8.0))
+    assert hashlib.md5(again.read_bytes()).hexdigest() == digest
+
+
+
+def test_synth_archive_bad_input_is_one_line(tmp_path, capsys):
+    archive = tmp_path / "NFBS_Dataset.tar.gz"
+    archive.write_bytes(b"an earlier archive")
+    assert main(["synth", str(tmp_path), "--archive", "-q"]) == 1  # no silent overwrite
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skullstrip synth: error: ")
+    assert str(archive) in lines[0] and "already exists" in lines[0]
+    assert archive.read_bytes() == b"an earlier archive"
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", str(tmp_path), "--archive", "--subjects", "0"])
+    assert exc.value.code == 2
+
+
+def test_fetch_subjects_streams_from_a_local_server(tmp_path, server, nfbs_standin):
+    import os
+
+    data, _, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    res = run("fetch", "--data-dir", str(tmp_path / "a"), "--subjects", "2", "--url", url, "-q")
+    assert res.returncode == 0, res.stderr
+    root = tmp_path / "a" / "NFBS_Dataset"
+    assert res.stdout.strip() == str(root)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ids[:2]
+    (transfer,) = server.transfers()
+    assert transfer.sent < 0.5 * len(data)
+
+    # the address from the environment, and the summary of what was checked
+    env = {**os.environ, "SKULLSTRIP_NFBS_URL": url}
+    res = run("fetch", "--data-dir", str(tmp_path / "b"), "--subjects", "1", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "gzip CRC-32 and NIfTI header checks" in res.stderr
+    assert "the archive's MD5 was not checked" in res.stderr
+    assert (tmp_path / "b" / "NFBS_Dataset" / ids[0]).is_dir()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--url", "ftpx://example.org/NFBS_Dataset.tar.gz"), "url='ftpx://example.org"),
+    (("--url", "{server}/missing.tar.gz"), "HTTP 404"),
+    (("--timeout", "0"), "timeout must be a positive number"),
+])
+def test_fetch_bad_input_is_one_line(tmp_path, server, args, expected, capsys):
+    args = tuple(a.replace("{server}", server.url("")) for a in args)
+    if "--url" not in args:
+        args = (*args, "--url", server.url("/NFBS_Dataset.tar.gz"))
+    assert main(["fetch", "--data-dir", str(tmp_path), "--subjects", "2", "-q", *args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skullstrip fetch: error: ")
+    assert expected in lines[0]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit) as exc:
+        main(["fetch", "--subjects", "0"])
+    assert exc.value.code == 2

@@ -6,16 +6,20 @@ tiny archive in the real NFBS layout, built from small NIfTI heads.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import os
 import random
+import shutil
 import tarfile
 import warnings
+import zlib
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import LocalServer
@@ -51,6 +55,21 @@ def make_archive(root: Path, seed: int = 0, extra=()) -> bytes:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
+
+
+def completion_order(data: bytes) -> list[str]:
+    """Subjects of a tar.gz in the order their third file appears (how fetch_nfbs picks N)."""
+    seen: dict[str, set] = {}
+    order = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = Path(member.name).name
+            if member.isfile() and name.startswith("sub-"):
+                subject = Path(member.name).parent.name
+                seen.setdefault(subject, set()).add(name)
+                if len(seen[subject]) == 3 and subject not in order:
+                    order.append(subject)
+    return order
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
@@ -147,36 +166,52 @@ def test_keep_archive_false_then_no_download(tmp_path, server, tiny):
 
 def test_n_subjects_partial_then_larger(tmp_path, server, tiny):
     data, digest = tiny
+    order = completion_order(data)  # the tiny archive's members are shuffled
     url = server.serve("/NFBS_Dataset.tar.gz", data)
     root = fetch(tmp_path, url, f"md5:{digest}", n_subjects=2)
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == SORTED_IDS[:2]
-    assert ds.find_subjects(root) == SORTED_IDS[:2]
-    first = snapshot(root / SORTED_IDS[0])
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(order[:2])
+    assert ds.find_subjects(root) == sorted(order[:2])
+    first = snapshot(root / order[0])
+    assert leftovers(tmp_path) == ["NFBS_Dataset"]  # a stream stores no archive
 
     fetch(tmp_path, url, f"md5:{digest}", n_subjects=4)
-    assert ds.find_subjects(tmp_path) == SORTED_IDS[:4]
-    assert snapshot(root / SORTED_IDS[0]) == first  # not re-extracted
-    assert len(server.requests) == 1  # the verified archive was reused
+    assert ds.find_subjects(tmp_path) == sorted(order[:4])
+    assert snapshot(root / order[0]) == first  # not re-extracted
+    assert len(server.requests) == 2  # streamed again, for the two missing subjects
     marker = json.loads((root / ".complete.json").read_text())
-    assert marker["subjects"] == SORTED_IDS[:4]
+    assert marker["subjects"] == sorted(order[:4])
+    assert marker["available"] is None  # the stream stopped before the end
 
     with pytest.raises(InvalidInputError, match="n_subjects=6 but the NFBS archive has 5"):
         fetch(tmp_path, url, f"md5:{digest}", n_subjects=6)
+    assert ds.find_subjects(tmp_path) == SORTED_IDS  # the whole archive went by: all 5
+    with pytest.raises(InvalidInputError, match="n_subjects=6 but the NFBS archive has 5"):
+        fetch(tmp_path, url, f"md5:{digest}", n_subjects=6)  # known now: no request
+    assert len(server.requests) == 3
     with pytest.raises(ValueError, match="positive integer"):
         fetch(tmp_path, url, f"md5:{digest}", n_subjects=0)
-    fetch(tmp_path, url, f"md5:{digest}")
-    assert ds.find_subjects(tmp_path) == SORTED_IDS
-    assert leftovers(tmp_path) == ["NFBS_Dataset", "NFBS_Dataset.tar.gz"]
+    fetch(tmp_path, url, f"md5:{digest}")  # every subject recorded: nothing to do
+    assert len(server.requests) == 3
+    assert leftovers(tmp_path) == ["NFBS_Dataset"]
 
 
-def test_n_subjects_larger_without_archive_downloads_again(tmp_path, server, tiny):
+def test_n_subjects_with_a_kept_archive_uses_it(tmp_path, server, tiny):
     data, digest = tiny
     url = server.serve("/NFBS_Dataset.tar.gz", data)
     fetch(tmp_path, url, f"md5:{digest}", n_subjects=1, keep_archive=False)
     fetch(tmp_path, url, f"md5:{digest}", n_subjects=3, keep_archive=False)
     assert len(server.requests) == 2
-    assert ds.find_subjects(tmp_path) == SORTED_IDS[:3]
+    assert ds.find_subjects(tmp_path) == sorted(completion_order(data)[:3])
     assert leftovers(tmp_path) == ["NFBS_Dataset"]
+
+    # a whole download keeps the archive; with it, a partial call needs no request
+    data_dir = tmp_path / "kept"
+    root = fetch(data_dir, url, f"md5:{digest}")
+    for subject in SORTED_IDS[:2]:
+        shutil.rmtree(root / subject)
+    fetch(data_dir, url, f"md5:{digest}", n_subjects=5)
+    assert ds.find_subjects(root) == SORTED_IDS
+    assert len(server.requests) == 3
 
 
 def test_deleted_subject_is_restored(tmp_path, server, tiny):
@@ -343,9 +378,11 @@ def test_archive_missing_a_file(tmp_path, server):
     with pytest.raises(MissingFileError, match="subject A00000300 has no brainmask file"):
         fetch(tmp_path / "data", url, None)
     assert leftovers(tmp_path / "data") == ["NFBS_Dataset.tar.gz"]
-    # the first two subjects are complete: n_subjects=2 works
+    # the first two complete subjects (in archive order) are there: n_subjects=2 works
+    order = completion_order(make_archive(root))
+    assert "A00000300" not in order
     fetch(tmp_path / "data", url, None, n_subjects=2)
-    assert ds.find_subjects(tmp_path / "data") == SORTED_IDS[:2]
+    assert ds.find_subjects(tmp_path / "data") == sorted(order[:2])
 
 
 def test_not_an_archive(tmp_path, server):
@@ -353,6 +390,471 @@ def test_not_an_archive(tmp_path, server):
     with pytest.raises(InvalidInputError, match=r"not a readable tar\.gz archive"):
         fetch(tmp_path, url, None)
     assert leftovers(tmp_path) == ["NFBS_Dataset.tar.gz"]
+
+
+# --------------------------------------------------------------------------- the NFBS stand-in
+
+
+def raw_tar(data: bytes) -> bytes:
+    return gzip.decompress(data)
+
+
+def regzip(tar: bytes) -> bytes:
+    return gzip.compress(tar, mtime=0)
+
+
+def member_span(data: bytes, name: str) -> tuple[int, int]:
+    """(offset, size) of a member's data in the uncompressed tar."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        member = tar.getmember(name)
+        return member.offset_data, member.size
+
+
+def compressed_offset(data: bytes, raw_offset: int) -> int:
+    """The first offset in the tar.gz *data* whose bytes decompress past *raw_offset*."""
+    inflate = zlib.decompressobj(wbits=31)
+    out = 0
+    for start in range(0, len(data), 512):
+        out += len(inflate.decompress(data[start : start + 512]))
+        if out > raw_offset:
+            return start
+    raise AssertionError("offset past the end")
+
+
+def nfbs_names(ids) -> list[tuple[str, bool]]:
+    """The NFBS layout: (member name, is a folder), in archive order."""
+    names = [("NFBS_Dataset", True)]
+    for subject in ids:
+        names.append((f"NFBS_Dataset/{subject}", True))
+        files = sorted(ds.nfbs_filenames(subject).values())
+        names += [(f"NFBS_Dataset/{subject}/{n}", False) for n in files]
+    return names
+
+
+def test_standin_archive_has_the_nfbs_layout(nfbs_standin, small_dataset):
+    data, _, ids = nfbs_standin
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+        assert [(m.name, m.isdir()) for m in members] == nfbs_names(ids)
+        assert all(m.isdir() or m.isfile() for m in members)
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
+        assert {m.mode for m in members if m.isdir()} == {0o755}
+        assert {m.mode for m in members if m.isfile()} == {0o644}
+        files = {m.name: tar.extractfile(m).read() for m in members if m.isfile()}
+    raw = raw_tar(data)
+    assert raw[:100].rstrip(b"\0") == b"NFBS_Dataset/"  # folders stored with a slash, like tar
+    assert data[4:8] == bytes(4)  # the archive's gzip mtime is 0
+    for content in files.values():
+        assert content[:2] == b"\x1f\x8b" and content[4:8] == bytes(4)  # each file: gzip, mtime 0
+        img = nib.Nifti1Image.from_bytes(gzip.decompress(content))
+        assert img.shape == (64, 64, 48)
+        assert nib.affines.voxel_sizes(img.affine) == pytest.approx((4.0, 4.0, 4.0))
+    # the same bytes as the same heads written as folders by write_nfbs_dataset
+    for subject in ids[:4]:
+        for name in ds.nfbs_filenames(subject).values():
+            written = (small_dataset / subject / name).read_bytes()
+            assert files[f"NFBS_Dataset/{subject}/{name}"] == written
+
+
+def test_standin_archive_is_reproducible(tmp_path):
+    from skullstrip_lib.synth import write_nfbs_archive
+
+    small = {"shape": (32, 32, 24), "voxel_size": (8.0, 8.0, 8.0)}
+    a = write_nfbs_archive(tmp_path / "a" / "NFBS_Dataset.tar.gz", 2, seed=5, progress=False,
+                           **small)
+    b = write_nfbs_archive(tmp_path / "b.tar.gz", 2, seed=5, progress=False, **small)
+    c = write_nfbs_archive(tmp_path / "c.tar.gz", 2, seed=6, progress=False, **small)
+    assert a == tmp_path / "a" / "NFBS_Dataset.tar.gz"
+    assert md5(a.read_bytes()) == md5(b.read_bytes())
+    assert md5(a.read_bytes()) != md5(c.read_bytes())
+    assert sorted(p.name for p in a.parent.iterdir()) == ["NFBS_Dataset.tar.gz"]  # no temp file
+    with tarfile.open(c) as tar:
+        assert [n for n, _ in nfbs_names(["A90060000", "A90060001"])] == tar.getnames()
+
+
+def test_standin_archive_bad_input_and_atomic(tmp_path, monkeypatch):
+    from skullstrip_lib import synth
+    from skullstrip_lib.errors import OutputExistsError
+
+    target = tmp_path / "NFBS_Dataset.tar.gz"
+    target.write_bytes(b"keep me")
+    made = []
+    monkeypatch.setattr(synth, "make_head", lambda *a, **k: made.append(a) or 1 / 0)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        synth.write_nfbs_archive(target, 2, progress=False)
+    assert made == [] and target.read_bytes() == b"keep me"  # refused before any head
+    with pytest.raises(ValueError, match="from 1 to 10000"):
+        synth.write_nfbs_archive(tmp_path / "x.tar.gz", 0)
+    with pytest.raises(TypeError, match="unknown make_head arguments: colour"):
+        synth.write_nfbs_archive(tmp_path / "x.tar.gz", 1, colour="red")
+    with pytest.raises(ValueError, match="is a folder"):
+        synth.write_nfbs_archive(tmp_path, 1)
+    # a failure part-way leaves the old file and no temporary one
+    with pytest.raises(ZeroDivisionError):
+        synth.write_nfbs_archive(target, 2, progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["NFBS_Dataset.tar.gz"]
+    assert target.read_bytes() == b"keep me"
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def files_of(root: Path, subject: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / subject).iterdir())}
+
+
+def archive_files(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_stream_two_of_six_reads_well_under_half(tmp_path, server, nfbs_standin, record_property):
+    data, _, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    root = fetch(tmp_path, url, None, n_subjects=2)
+    assert root == tmp_path / "NFBS_Dataset"
+    assert ds.find_subjects(root) == ids[:2]  # the first two in archive order
+    packed = archive_files(data)
+    for subject in ids[:2]:
+        for name, content in files_of(root, subject).items():
+            assert content == packed[f"NFBS_Dataset/{subject}/{name}"]
+    df = ds.index_dataset(root)
+    assert nib.load(df.loc[0, "brainmask"]).shape == (64, 64, 48)
+    marker = json.loads((root / ".complete.json").read_text())
+    assert marker["subjects"] == ids[:2]
+    assert marker["verified"] == {s: ["gzip-crc", "nifti"] for s in ids[:2]}
+    assert marker["available"] is None
+    assert leftovers(tmp_path) == ["NFBS_Dataset"]  # no archive, no temporary folder
+    (transfer,) = server.transfers()
+    share = transfer.sent / transfer.total
+    record_property("share_sent_2_of_6", round(share, 3))
+    assert transfer.total == len(data)
+    assert share < 0.5, f"the server sent {share:.0%} of the archive for 2 of 6 subjects"
+
+
+def test_stream_later_calls_reuse_and_a_full_fetch_checks_the_md5(tmp_path, server, nfbs_standin):
+    data, digest, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    root = fetch(tmp_path, url, None, n_subjects=2)
+    before = snapshot(root)
+    fetch(tmp_path, url, None, n_subjects=4)
+    assert ds.find_subjects(root) == ids[:4]
+    files = {k: v for k, v in before.items() if k != ".complete.json"}
+    assert {k: v for k, v in snapshot(root).items() if k in files} == files  # reused
+    fetch(tmp_path, url, None, n_subjects=3)  # 4 on disk: nothing to do
+    assert len(server.requests) == 2
+
+    # n_subjects=None: the whole archive with pooch, its MD5 checked
+    with pytest.raises(DownloadError, match=f"MD5 is {digest} but {'0' * 32} was pinned"):
+        fetch(tmp_path, url, "md5:" + "0" * 32)
+    assert ds.find_subjects(root) == ids[:4]
+    fetch(tmp_path, url, f"md5:{digest}")
+    assert ds.find_subjects(root) == ids
+    marker = json.loads((root / ".complete.json").read_text())
+    assert marker["available"] == ids
+    assert marker["known_hash"] == f"md5:{digest}"
+    assert marker["verified"] == {
+        **{s: ["gzip-crc", "nifti"] for s in ids[:4]},
+        **{s: [f"md5:{digest}", "gzip-crc", "nifti"] for s in ids[4:]},
+    }
+    assert leftovers(tmp_path) == ["NFBS_Dataset", "NFBS_Dataset.tar.gz"]
+    assert len(server.requests) == 4
+
+
+def corrupt(data: bytes, member: str, where: str) -> bytes:
+    """The archive with bytes of one member's gzip data flipped: its CRC field or mid-stream."""
+    raw = bytearray(raw_tar(data))
+    offset, size = member_span(data, member)
+    at = offset + size - 8 if where == "crc" else offset + size // 2
+    raw[at : at + 2] = bytes(b ^ 0xFF for b in raw[at : at + 2])
+    return regzip(bytes(raw))
+
+
+@pytest.mark.parametrize("where", ["crc", "data"])
+def test_stream_refuses_a_corrupt_member(tmp_path, server, nfbs_standin, where):
+    data, _, ids = nfbs_standin
+    member = f"NFBS_Dataset/{ids[0]}/{ds.nfbs_filenames(ids[0])['brain']}"
+    url = server.serve("/NFBS_Dataset.tar.gz", corrupt(data, member, where))
+    with pytest.raises(InvalidInputError) as info:
+        fetch(tmp_path / "data", url, None, n_subjects=2, retries=2)
+    message = str(info.value)
+    assert "\n" not in message
+    assert url in message and f"member {member!r} fails the gzip check" in message
+    if where == "crc":
+        assert "CRC check failed" in message
+    assert leftovers(tmp_path / "data") == []
+    assert len(server.requests) == 1  # a damaged archive is not retried
+
+
+def test_stream_checks_only_what_it_reads(tmp_path, server, nfbs_standin):
+    data, _, ids = nfbs_standin
+    member = f"NFBS_Dataset/{ids[4]}/{ds.nfbs_filenames(ids[4])['t1w']}"
+    url = server.serve("/NFBS_Dataset.tar.gz", corrupt(data, member, "crc"))
+    assert ds.find_subjects(fetch(tmp_path, url, None, n_subjects=2)) == ids[:2]
+    with pytest.raises(InvalidInputError, match=f"member '{member}' fails the gzip check"):
+        fetch(tmp_path, url, None, n_subjects=6)
+    assert ds.find_subjects(tmp_path) == ids[:4]  # the complete, checked subjects stay
+
+
+def tar_gz(members: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def nii_gz(shape, dtype=np.uint8) -> bytes:
+    return gzip.compress(nib.Nifti1Image(np.ones(shape, dtype), np.eye(4)).to_bytes())
+
+
+BAD_SUBJECTS = {
+    "not-nifti": ({"t1w": gzip.compress(b"hello " * 100)}, "is not a NIfTI image"),
+    "4d": ({"brain": nii_gz((6, 6, 5, 2))}, "is not a 3D volume (shape (6, 6, 5, 2))"),
+    "short-data": ({"brainmask": gzip.compress(
+        nib.Nifti1Image(np.ones((6, 6, 5), np.uint8), np.eye(4)).to_bytes()[:-20])},
+        "holds 512 bytes but its header describes 532"),  # 352 + 6 * 6 * 5 bytes
+    "shapes": ({"brainmask": nii_gz((6, 6, 4))},
+               "subject A00000100: the brainmask has shape (6, 6, 4) but the T1w has (6, 6, 5)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SUBJECTS))
+def test_stream_refuses_files_that_are_not_the_nfbs_volumes(tmp_path, server, case):
+    replace, expected = BAD_SUBJECTS[case]
+    names = ds.nfbs_filenames("A00000100")
+    members = [(f"NFBS_Dataset/A00000100/{names[k]}", replace.get(k, nii_gz((6, 6, 5))))
+               for k in KINDS]
+    url = server.serve("/NFBS_Dataset.tar.gz", tar_gz(members))
+    with pytest.raises(InvalidInputError) as info:
+        fetch(tmp_path, url, None, n_subjects=1)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_stream_cut_mid_subject_keeps_the_complete_ones(tmp_path, server, nfbs_standin, no_sleep):
+    data, _, ids = nfbs_standin
+    t1w = f"NFBS_Dataset/{ids[1]}/{ds.nfbs_filenames(ids[1])['t1w']}"
+    offset, size = member_span(data, t1w)
+    cut_at = compressed_offset(data, offset + size // 2)
+    url = server.serve("/NFBS_Dataset.tar.gz", data, mode="cut_at", cut_at=cut_at)
+    with pytest.raises(DownloadError) as info:
+        fetch(tmp_path, url, None, n_subjects=3, retries=1)
+    message = str(info.value)
+    assert "\n" not in message and url in message
+    assert f"the connection closed after {cut_at:,} of {len(data):,} bytes" in message
+    assert "after 2 failed attempts" in message  # the first one added a subject: not counted
+    assert "1 complete subject is on disk, rerun to fetch the rest" in message
+    assert len(server.requests) == 3
+    root = tmp_path / "NFBS_Dataset"
+    assert sorted(p.name for p in root.iterdir()) == [".complete.json", ids[0]]
+    assert leftovers(tmp_path) == ["NFBS_Dataset"]  # no temporary folder, no half subject
+    assert json.loads((root / ".complete.json").read_text())["subjects"] == ids[:1]
+    kept = snapshot(root / ids[0])
+
+    server.serve("/NFBS_Dataset.tar.gz", data)  # the connection holds now
+    fetch(tmp_path, url, None, n_subjects=3)
+    assert ds.find_subjects(root) == ids[:3]
+    assert snapshot(root / ids[0]) == kept
+
+
+def test_stream_retries_after_a_server_error(tmp_path, server, nfbs_standin, no_sleep):
+    data, _, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data, mode="fail_once")
+    assert ds.find_subjects(fetch(tmp_path, url, None, n_subjects=1, retries=1)) == ids[:1]
+    assert len(server.requests) == 2
+
+
+def test_stream_http_error_and_refused_connection(tmp_path, server, no_sleep):
+    url = server.url("/missing/NFBS_Dataset.tar.gz")
+    with pytest.raises(DownloadError) as info:
+        fetch(tmp_path, url, None, n_subjects=1, retries=2)
+    message = str(info.value)
+    assert "\n" not in message and url in message and "HTTP 404" in message
+    assert len(server.requests) == 1  # a 404 is not retried
+    assert leftovers(tmp_path) == []
+
+    closed = LocalServer()
+    dead_url = closed.url("/NFBS_Dataset.tar.gz")
+    closed.close()
+    with pytest.raises(DownloadError) as info:
+        fetch(tmp_path, dead_url, None, n_subjects=1, retries=1)
+    message = str(info.value)
+    assert dead_url in message and "cannot connect" in message and "\n" not in message
+    assert "after 2 failed attempts" in message
+    assert leftovers(tmp_path) == []
+
+
+def test_stream_stalled_server_times_out(tmp_path, server, nfbs_standin):
+    data, _, ids = nfbs_standin
+    offset, size = member_span(data, f"NFBS_Dataset/{ids[2]}/{ds.nfbs_filenames(ids[2])['t1w']}")
+    cut_at = compressed_offset(data, offset + size // 2)  # mid-way through the third subject
+    url = server.serve("/NFBS_Dataset.tar.gz", data, mode="stall", cut_at=cut_at)
+    with pytest.raises(DownloadError, match=r"no data for 0\.5 s after [0-9,]+ of") as info:
+        fetch(tmp_path, url, None, n_subjects=3, timeout=0.5)
+    assert "\n" not in str(info.value)
+    assert ds.find_subjects(tmp_path) == ids[:2]
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        fetch(tmp_path, url, None, n_subjects=3, timeout=0)
+
+
+def test_stream_without_a_length(tmp_path, server, nfbs_standin, no_sleep):
+    data, _, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data, mode="no_length")
+    assert ds.find_subjects(fetch(tmp_path / "a", url, None, n_subjects=2)) == ids[:2]
+    # to its end: a cut and the end of the archive look alike without a length
+    with pytest.raises(DownloadError, match="sent no length, so whether the archive is complete"):
+        fetch(tmp_path / "a", url, None, n_subjects=7)
+    assert ds.find_subjects(tmp_path / "a") == ids
+    t1w = f"NFBS_Dataset/{ids[1]}/{ds.nfbs_filenames(ids[1])['t1w']}"
+    cut_at = compressed_offset(data, sum(member_span(data, t1w)) - 100)
+    server.serve("/NFBS_Dataset.tar.gz", data, mode="no_length", cut_at=cut_at)
+    with pytest.raises(DownloadError, match="the data ended after"):
+        fetch(tmp_path / "b", url, None, n_subjects=2)
+    assert ds.find_subjects(tmp_path / "b") == ids[:1]
+
+
+def test_stream_more_subjects_than_the_archive_has(tmp_path, server, nfbs_standin):
+    data, _, ids = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    with pytest.raises(InvalidInputError, match="n_subjects=7 but the NFBS archive has 6 subjects"):
+        fetch(tmp_path, url, None, n_subjects=7)
+    assert ds.find_subjects(tmp_path) == ids  # each complete subject was kept
+    marker = json.loads((tmp_path / "NFBS_Dataset" / ".complete.json").read_text())
+    assert marker["available"] == ids
+    with pytest.raises(InvalidInputError, match="n_subjects=7 but the NFBS archive has 6"):
+        fetch(tmp_path, url, None, n_subjects=7)
+    assert len(server.requests) == 1  # known now
+    (transfer,) = server.transfers()
+    assert transfer.sent == transfer.total
+
+
+def test_stream_picks_the_first_complete_subjects_in_archive_order(tmp_path, server, tiny):
+    data, _ = tiny  # shuffled members: subjects are complete in no particular order
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    root = fetch(tmp_path, url, None, n_subjects=3)
+    assert ds.find_subjects(root) == sorted(completion_order(data)[:3])
+    for subject in ds.find_subjects(root):
+        for kind in KINDS:
+            assert (root / subject / file_name(subject, kind)).is_file()
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["data_filter", "fallback"])
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_stream_refuses_unsafe_members(tmp_path, server, case, fallback, monkeypatch):
+    if fallback:
+        monkeypatch.setattr(ds, "_HAS_DATA_FILTER", False)
+    root = write_tiny_nfbs(tmp_path / "src", ids=IDS[:2])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, content in UNSAFE[case]:  # first, so that the stream reads it
+            tar.addfile(info, None if content is None else io.BytesIO(content))
+        tar.add(root, arcname="NFBS_Dataset")
+    url = server.serve("/NFBS_Dataset.tar.gz", buffer.getvalue())
+    data_dir = tmp_path / "deep" / "data"
+    with pytest.raises(InvalidInputError, match="refusing unsafe archive member"):
+        fetch(data_dir, url, None, n_subjects=1)
+    assert leftovers(data_dir) == []
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "deep" / "evil").exists()
+
+
+def test_stream_not_an_archive(tmp_path, server):
+    url = server.serve("/NFBS_Dataset.tar.gz", b"this is not a tar file at all" * 10)
+    with pytest.raises(InvalidInputError, match=r"not a readable tar\.gz archive") as info:
+        fetch(tmp_path, url, None, n_subjects=1, retries=3)
+    assert url in str(info.value)
+    assert leftovers(tmp_path) == [] and len(server.requests) == 1
+
+
+def test_stream_progress_bar_and_summary(tmp_path, server, nfbs_standin, capsys):
+    data, _, _ = nfbs_standin
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    ds.fetch_nfbs(tmp_path, n_subjects=1, url=url, retries=0)
+    err = capsys.readouterr().err
+    assert "Streaming NFBS (1 subjects)" in err
+    summary = err.strip().splitlines()[-1].split("\r")[-1].strip()
+    assert summary.startswith("NFBS: 1 subject(s) streamed from " + url)
+    assert f"of {len(data):,} bytes" in summary
+    assert "gzip CRC-32 and NIfTI header" in summary and "MD5 was not checked" in summary
+
+
+# --------------------------------------------------------------------------- the address
+
+
+def test_url_from_the_environment(tmp_path, server, nfbs_standin, monkeypatch):
+    data, _, ids = nfbs_standin
+    url = server.serve("/mirror/NFBS_Dataset.tar.gz", data)
+    monkeypatch.setenv(ds.ENV_NFBS_URL, url)
+    root = ds.fetch_nfbs(tmp_path / "a", n_subjects=1, known_hash=None, progressbar=False)
+    assert ds.find_subjects(root) == ids[:1]
+    assert server.requests == ["/mirror/NFBS_Dataset.tar.gz"]
+    marker = json.loads((root / ".complete.json").read_text())
+    assert marker["url"] == url
+
+    # an explicit url wins over the environment
+    other = server.serve("/other/NFBS_Dataset.tar.gz", data)
+    fetch(tmp_path / "b", other, None, n_subjects=1)
+    assert server.requests[-1] == "/other/NFBS_Dataset.tar.gz"
+
+    # errors name the variable the address came from
+    monkeypatch.setenv(ds.ENV_NFBS_URL, server.url("/gone/NFBS_Dataset.tar.gz"))
+    expected = f"\\(from {ds.ENV_NFBS_URL}\\): download failed: HTTP 404"
+    with pytest.raises(DownloadError, match=expected):
+        ds.fetch_nfbs(tmp_path / "c", n_subjects=1, known_hash=None, progressbar=False)
+    monkeypatch.setenv(ds.ENV_NFBS_URL, "fcp-indi.s3.amazonaws.com/NFBS_Dataset.tar.gz")
+    with pytest.raises(InvalidInputError, match=f"{ds.ENV_NFBS_URL}='fcp-indi.*' is not an http"):
+        ds.fetch_nfbs(tmp_path / "c", n_subjects=1, progressbar=False)
+    with pytest.raises(InvalidInputError, match="url='/local/file' is not an http"):
+        fetch(tmp_path / "c", "/local/file", None)
+    assert leftovers(tmp_path / "c") == []
+
+
+def test_url_default_and_blank_environment(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_download(url, source, *args, **kwargs):
+        seen.append((url, source))
+        raise DownloadError(f"{source}: not here")
+
+    monkeypatch.setattr(ds, "_download", fake_download)
+    monkeypatch.setenv(ds.ENV_NFBS_URL, "   ")
+    with pytest.raises(DownloadError):
+        ds.fetch_nfbs(tmp_path, progressbar=False)
+    monkeypatch.setenv(ds.ENV_NFBS_URL, "https://mirror.example.org/NFBS_Dataset.tar.gz")
+    with pytest.raises(DownloadError, match=f"\\(from {ds.ENV_NFBS_URL}\\)"):
+        ds.fetch_nfbs(tmp_path, progressbar=False)
+    assert seen == [
+        (ds.NFBS_URL, f"NFBS_Dataset.tar.gz from {ds.NFBS_URL}"),
+        ("https://mirror.example.org/NFBS_Dataset.tar.gz",
+         f"NFBS_Dataset.tar.gz from https://mirror.example.org/NFBS_Dataset.tar.gz "
+         f"(from {ds.ENV_NFBS_URL})"),
+    ]
+
+
+# --------------------------------------------------------------------------- full size
+
+
+@pytest.mark.slow
+def test_stream_two_of_six_full_size_heads(tmp_path, server, record_property):
+    from skullstrip_lib.synth import NFBS_SHAPE, subject_id, write_nfbs_archive
+
+    archive = write_nfbs_archive(tmp_path / "NFBS_Dataset.tar.gz", 6, seed=4, progress=False)
+    data = archive.read_bytes()
+    ids = [subject_id(i, 4) for i in range(6)]
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    root = fetch(tmp_path / "data", url, None, n_subjects=2)
+    assert ds.find_subjects(root) == ids[:2]
+    for path in ds.index_dataset(root)[["t1w", "brainmask", "brain"]].to_numpy().ravel():
+        img = nib.load(path)
+        assert img.shape == NFBS_SHAPE == (256, 256, 192)
+        assert nib.affines.voxel_sizes(img.affine) == pytest.approx((1.0, 1.0, 1.0))
+    (transfer,) = server.transfers()
+    share = transfer.sent / transfer.total
+    record_property("share_sent_2_of_6_full_size", round(share, 3))
+    assert share < 0.5, f"the server sent {share:.0%} of {len(data):,} bytes for 2 of 6 subjects"
 
 
 # --------------------------------------------------------------------------- data directory

@@ -74,3 +74,66 @@ def test_compare_masks_draws_both_outlines():
         compare_masks(ref.astype(float), ref, pred[:-1])
 
 
+
+
+@pytest.fixture()
+def model_trained_on(tmp_path):
+    """A model folder whose config.yaml says it was trained on a given index CSV."""
+    import shutil
+
+    import yaml
+
+    from skullstrip_lib.inference import bundled_models
+    from skullstrip_lib.train import resolve_config
+
+    def make(index_csv):
+        folder = tmp_path / "runs" / "trained" / "export"
+        shutil.copytree(bundled_models()["default"], folder, dirs_exist_ok=True)
+        config = resolve_config("full", data=str(index_csv))
+        (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+        return folder
+
+    return make
+
+
+def test_evaluation_never_scores_a_subject_the_model_trained_on(small_dataset, tmp_path,
+                                                                model_trained_on):
+    # Chapter 7 trains on the first 4 subjects (split of 4); chapter 8 evaluates on all of
+    # them with another n. Splitting the larger index again would put trained subjects in
+    # its test split; the model's own stored split never does.
+    from skullstrip_lib.datasets import split_subjects
+    from skullstrip_lib.evaluate import training_split, unseen_subjects
+
+    everyone = index_dataset(small_dataset, fractions=(0.5, 0.25, 0.25))
+    ids = [f"S{i:03d}" for i in range(40)]
+    # An index of 40 subjects, the model trained on the first 24 of them (split of 24).
+    rows = everyone.iloc[[i % len(everyone) for i in range(40)]].assign(subject=ids)
+    train_index = rows.iloc[:24].assign(split=split_subjects(ids[:24], seed=0).to_numpy())
+    csv = write_index(train_index, tmp_path / "train_index.csv")
+    model = model_trained_on(csv)
+    stored = training_split(model)
+    assert stored.to_dict() == dict(zip(train_index.subject, train_index.split, strict=True))
+    # Evaluating on all 40 with a split recomputed for 40 subjects leaks (here S008, S012,
+    # S013 and S016 become held-out subjects although the model trained on them)...
+    recomputed = split_subjects(ids, seed=0)
+    leaked = [s for s in ids if recomputed[s] != "train" and stored.get(s) == "train"]
+    assert leaked, "the recomputed split should disagree with the stored one"
+    # ... the stored split does not: no train or val subject of the model is kept.
+    held_out = unseen_subjects(rows, model)
+    assert not set(held_out.subject) & set(stored.index[stored != "test"])
+    assert set(held_out.subject) == set(stored.index[stored == "test"]) | set(ids[24:])
+    assert (held_out.split == "test").all()
+    # A split.csv beside the model wins over the index.
+    (model / "split.csv").write_text("subject,split\nS000,test\n")
+    assert training_split(model).to_dict() == {"S000": "test"}
+
+
+def test_training_split_needs_a_record(tmp_path, model_trained_on):
+    from skullstrip_lib.errors import MissingFileError
+    from skullstrip_lib.evaluate import training_split
+
+    with pytest.raises(MissingFileError, match="synthetic heads"):
+        training_split("default")
+    model = model_trained_on(tmp_path / "gone.csv")
+    with pytest.raises(MissingFileError, match="gone.csv: the index"):
+        training_split(model)

@@ -11,11 +11,21 @@ import pandas as pd
 import pytest
 import yaml
 
+from skullstrip_lib import train as train_module
 from skullstrip_lib.data import AugmentConfig
-from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.errors import DeviceError, SkullstripError
 from skullstrip_lib.lessons.training_lab import interrupt_after
 from skullstrip_lib.preprocess import PreprocessConfig
-from skullstrip_lib.train import TrainConfig, export_run, resolve_config, train
+from skullstrip_lib.train import (
+    MEMORY_MARGIN,
+    TrainConfig,
+    check_device,
+    export_run,
+    fit_batch_size,
+    gpu_free_bytes,
+    resolve_config,
+    train,
+)
 
 TINY = {
     "synth": [{"n": 6, "shape": [64, 64, 48], "voxel_size": [4.0, 4.0, 4.0]}],
@@ -43,6 +53,7 @@ def test_profiles_resolve():
     assert sample.preprocess.shape == (48, 64, 80)
     assert full.preprocess.shape == (96, 128, 160) and full.preprocess.spacing == 2.0
     assert full.base_filters == 16 and full.batch_size == 4 and full.epochs == 3
+    assert full.auto_batch and not sample.auto_batch  # the full profile sizes it to the GPU
     with pytest.raises(SkullstripError, match="unknown profile"):
         resolve_config("huge")
     with pytest.raises(SkullstripError, match="unknown training settings: colour"):
@@ -61,6 +72,15 @@ def test_run_folder_and_falling_loss(tmp_path, data_dir):
     assert config["preprocess"]["shape"] == [24, 32, 40] and config["seed"] == 0
     meta = json.loads((run / "export" / "model.json").read_text())
     assert meta["preprocess"]["spacing"] == 6.0 and meta["network"]["parameters"] > 0
+    # The split it trained on is stored with the run and its export, as the TFRecords hold it.
+    from skullstrip_lib.data import read_manifest
+    from skullstrip_lib.evaluate import training_split
+
+    manifest = read_manifest(json.loads((run / "summary.json").read_text())["data"])
+    stored = training_split(run / "export")
+    for split, subjects in manifest["subjects"].items():
+        assert sorted(stored.index[stored == split]) == sorted(subjects)
+    assert (run / "split.csv").read_text() == (run / "export" / "split.csv").read_text()
     # A run folder is never reused by accident.
     with pytest.raises(SkullstripError, match="already exists"):
         train(tiny(), run, progress=False)
@@ -148,6 +168,180 @@ def test_export_refuses_to_overwrite(tmp_path, data_dir):
     run = train(tiny(epochs=1, steps_per_epoch=1), tmp_path / "r", progress=False)
     with pytest.raises(SkullstripError, match="already holds a model"):
         export_run(run, overwrite=False)
+
+
+# --------------------------------------------------------------------------- failing early
+def _no_gpu() -> bool:
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
+NO_GPU = ("no GPU: the full profile needs one (on Colab: Runtime > Change runtime type > GPU); "
+          "pass allow_cpu=True / --allow-cpu to train on the CPU anyway, slowly")
+
+
+@pytest.mark.skipif(not _no_gpu(), reason="checks the refusal on a machine without a GPU")
+def test_full_profile_without_a_gpu_stops_before_the_data(tmp_path, data_dir, monkeypatch,
+                                                          capsys):
+    from skullstrip_lib.cli import main
+
+    prepared = []
+    monkeypatch.setattr(train_module, "prepare_data", lambda *a, **k: prepared.append(a))
+    config = tiny(profile="full")
+    with pytest.raises(DeviceError) as refused:
+        train(config, tmp_path / "run", progress=False)
+    assert str(refused.value) == NO_GPU
+    assert not (tmp_path / "run").exists() and prepared == []  # nothing written or prepared
+    with pytest.raises(DeviceError, match="no GPU: the full profile needs one"):
+        check_device(config)  # what a notebook calls before prepare_data
+    assert check_device(config, allow_cpu=True) == ["/device:CPU:0"]
+    assert check_device(tiny()) == ["/device:CPU:0"]  # CPU-sized profiles need no GPU
+    # The command line: one line, a non-zero status, no run folder.
+    assert main(["train", "--profile", "full", "-o", str(tmp_path / "cli")]) == 1
+    assert capsys.readouterr().err == f"skullstrip train: error: {NO_GPU}\n"
+    assert not (tmp_path / "cli").exists()
+
+
+def test_cli_passes_allow_cpu_and_fixed_batch(tmp_path, monkeypatch):
+    from skullstrip_lib.cli import main
+
+    seen = {}
+
+    def fake_train(config, run_dir, **kwargs):
+        seen.update(config=config, **kwargs)
+        return tmp_path
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    assert main(["train", "--profile", "full", "--allow-cpu", "-q", "-o", str(tmp_path)]) == 0
+    assert seen["allow_cpu"] is True and seen["config"].auto_batch is True
+    assert main(["train", "--profile", "full", "--fixed-batch", "--batch-size", "2",
+                 "-o", str(tmp_path)]) == 0
+    assert seen["allow_cpu"] is False
+    assert seen["config"].auto_batch is False and seen["config"].batch_size == 2
+
+
+def test_fit_batch_size_and_free_memory():
+    gb = 10**9
+    # margin x (fixed + b x per volume) <= free, at most the cap.
+    assert fit_batch_size(15 * gb, 1.8 * gb, cap=4, fixed_bytes=0.4 * gb) == 3
+    assert fit_batch_size(15 * gb, 1.8 * gb, cap=4, margin=1.0) == 4
+    assert fit_batch_size(15 * gb, 1.8 * gb, cap=2) == 2
+    assert fit_batch_size(3 * gb, 1.8 * gb, cap=4) == 0  # not even one volume
+    # Two devices: the batch is the per-device share times 2, at most the cap.
+    assert fit_batch_size(8 * gb, 1.8 * gb, cap=8, replicas=2) == 4
+    assert fit_batch_size(80 * gb, 1.8 * gb, cap=8, replicas=2) == 8
+    for bad in ({"margin": 0.5}, {"cap": 0}, {"cap": 3, "replicas": 2}):
+        with pytest.raises(ValueError, match="fit_batch_size"):
+            fit_batch_size(15 * gb, 1.8 * gb, **{"cap": 4, **bad})
+    # nvidia-smi counts TensorFlow's reserved pool as used: what is free is the pool's rest.
+    assert gpu_free_bytes(16 * gb, 1 * gb, 0) == 15 * gb
+    assert gpu_free_bytes(16 * gb, 15 * gb, 2 * gb, pool_reserved=True) == 13 * gb
+    assert gpu_free_bytes(16 * gb, 1 * gb, 2 * gb, pool_reserved=True) == 15 * gb  # small pool
+    assert gpu_free_bytes(16 * gb, 15 * gb, 2 * gb, limit_bytes=4 * gb) == 2 * gb
+    assert gpu_free_bytes(16 * gb, 17 * gb, 0) == 0
+
+
+def test_free_memory_of_a_gpu_read_from_nvidia_smi_and_tensorflow(monkeypatch):
+    # A stand-in for a 16 GiB GPU (nvidia-smi in MiB), where TensorFlow has handed out 1 GiB.
+    import tensorflow as tf
+
+    mib, gpu = 2**20, object()
+    smi = [(0, "GPU-aaaa", 16384 * mib, 15872 * mib), (1, "GPU-bbbb", 16384 * mib, 512 * mib)]
+    monkeypatch.setattr(train_module, "_nvidia_smi", lambda: smi)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu, gpu])
+    monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: None)
+    monkeypatch.setattr(tf.config.experimental, "get_memory_growth", lambda device: False)
+    monkeypatch.setattr(tf.config.experimental, "get_memory_info",
+                        lambda device: {"current": 1024 * mib, "peak": 2048 * mib})
+    for name in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR"):
+        monkeypatch.delenv(name, raising=False)
+    # TensorFlow reserved its pool (15.5 GiB used on GPU 0): free is the pool's rest.
+    assert train_module._device_free_bytes(["/device:GPU:0"]) == (14848 * mib, "")
+    # GPU 1 has 15.5 GiB free: with two, the one with the least free memory counts.
+    assert train_module._device_free_bytes(["/device:GPU:0", "/device:GPU:1"])[0] == 14848 * mib
+    # TensorFlow sees only physical GPU 1, as its GPU:0.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 15872 * mib
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 14848 * mib
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    # Memory growth: no pool, what nvidia-smi calls free.
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 512 * mib
+    # A configured memory limit is the pool.
+    monkeypatch.setattr(tf.config, "get_logical_device_configuration",
+                        lambda device: [tf.config.LogicalDeviceConfiguration(memory_limit=4096)])
+    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 3072 * mib
+    # No nvidia-smi and no limit: unknown, and said so (train then keeps the configured batch).
+    monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: None)
+    monkeypatch.setattr(train_module, "_nvidia_smi", lambda: None)
+    assert train_module._device_free_bytes(["/device:GPU:0"]) == (
+        None, "cannot read the memory of /device:GPU:0 (nvidia-smi missing or failed)")
+    assert train_module._device_free_bytes(["/device:CPU:0"]) == (None, "no GPU to size it for")
+
+
+def out_of_memory_once(epoch: int):
+    """A callback that raises ResourceExhaustedError at the first step of ``epoch``, once."""
+    import keras
+    import tensorflow as tf
+
+    class OutOfMemoryOnce(keras.callbacks.Callback):
+        raised = 0
+
+        def on_epoch_begin(self, e, logs=None):
+            self.epoch = e
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == epoch and not self.raised:
+                self.raised += 1
+                raise tf.errors.ResourceExhaustedError(None, None, "OOM")
+
+    return OutOfMemoryOnce()
+
+
+def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, monkeypatch,
+                                                            capsys):
+    """The full profile's path, rehearsed on the CPU with small settings and allow_cpu."""
+    from skullstrip_lib.model import build_unet, training_memory
+
+    config = tiny(profile="full", auto_batch=True, batch_size=4, epochs=3, steps_per_epoch=2)
+    memory = training_memory(build_unet((24, 32, 40, 1), base_filters=4, depth=2), 1)
+    per_volume = memory["activations"]
+    free = MEMORY_MARGIN * (memory["total"] + 1.5 * per_volume)  # room for 2.5 volumes
+    monkeypatch.setattr(train_module, "_device_free_bytes", lambda devices: (int(free), ""))
+    oom = out_of_memory_once(epoch=1)
+    run = train(config, tmp_path / "run", progress=False, callbacks=[oom], allow_cpu=True)
+    out = capsys.readouterr().out
+    assert "batch 2 (at most 4): " in out and f"(estimate x {MEMORY_MARGIN:g})" in out
+    assert ("out of memory at batch 2: retrying at batch 1 from the last finished epoch "
+            "(1 of 3 done)") in out
+    assert oom.raised == 1
+    log = pd.read_csv(run / "log.csv")
+    assert list(log["epoch"]) == [0, 1, 2]  # epoch 0 was not redone
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["batch_size"] == 1 and summary["replicas"] == 1
+    assert summary["batch_choice"]["chosen_by"] == "gpu memory"
+    assert summary["batch_choice"]["configured"] == 4
+    assert summary["batch_choice"]["per_volume_bytes"] == per_volume
+    assert summary["out_of_memory_retries"] == [{"batch_size": 2, "epochs_done": 1}]
+    assert (run / "export" / "model.onnx").exists() and not (run / "backup").exists()
+
+
+def test_out_of_memory_at_batch_one_stops(tmp_path, data_dir):
+    import keras
+    import tensorflow as tf
+
+    class AlwaysOut(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM")
+
+    with pytest.raises(DeviceError, match=r"^out of memory on /device:CPU:0 even at 1 volume a "
+                                          r"device: free the device"):
+        train(tiny(batch_size=1, epochs=1, steps_per_epoch=1), tmp_path / "r", progress=False,
+              callbacks=[AlwaysOut()])
+    assert not (tmp_path / "r" / "summary.json").exists()
+    assert not (tmp_path / "r" / "export").exists()
 
 
 # --------------------------------------------------------------------------- teaching helpers

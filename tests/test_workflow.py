@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -62,3 +65,71 @@ def test_missing_input_file_is_reported(small_dataset, tmp_path):
     report = run_preprocessing(index, tmp_path / "prep", CONFIG, progress=False)
     row = report.set_index("subject").loc[index.loc[0, "subject"]]
     assert row["status"] == "failed" and "copy.nii.gz" in row["error"]
+
+
+class _FakeWorkflow:
+    """Stands in for the nipype workflow: records how it was asked to run."""
+
+    def __init__(self, todo, calls):
+        self.todo, self.calls = todo, calls
+
+    def run(self, plugin, plugin_args):
+        self.calls.append((plugin, plugin_args.get("n_procs")))
+        nodes = [SimpleNamespace(name=f"preprocess{i}", result=SimpleNamespace(
+                     outputs=SimpleNamespace(result=json.dumps(
+                         {"subject": s, "status": "done", "error": ""}))))
+                 for i, s in enumerate(self.todo["subject"])]
+        return SimpleNamespace(nodes=lambda: nodes)
+
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """Plugins and process counts ``run_preprocessing`` chose, without running nipype."""
+    from skullstrip_lib import workflow
+
+    calls = []
+    monkeypatch.setattr(workflow, "_build", lambda todo, *args: _FakeWorkflow(todo, calls))
+    return calls
+
+
+def _cores(monkeypatch, n):
+    from skullstrip_lib import workflow
+
+    monkeypatch.setattr(workflow.os, "sched_getaffinity", lambda pid: set(range(n)),
+                        raising=False)
+    monkeypatch.setattr(workflow.os, "cpu_count", lambda: n)
+
+
+def test_default_plugin_is_multiproc_with_one_worker_per_core(small_dataset, tmp_path,
+                                                              run_calls, monkeypatch):
+    from skullstrip_lib.workflow import default_workers
+
+    index = index_dataset(small_dataset).iloc[:2]
+    # This machine: as many processes as cores.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_workers() == cores
+    run_preprocessing(index, tmp_path / "here", CONFIG, progress=False)
+    assert run_calls[-1] == (("MultiProc", cores) if cores > 1 else ("Linear", None))
+
+    _cores(monkeypatch, 2)  # Colab
+    run_preprocessing(index, tmp_path / "two", CONFIG, progress=False)
+    assert run_calls[-1] == ("MultiProc", 2)
+    _cores(monkeypatch, 1)  # one core: subjects one after another, in this process
+    run_preprocessing(index, tmp_path / "one", CONFIG, progress=False)
+    assert run_calls[-1] == ("Linear", None)
+    # Explicit choices win over the defaults.
+    run_preprocessing(index, tmp_path / "three", CONFIG, workers=3, progress=False)
+    assert run_calls[-1] == ("MultiProc", 3)
+    _cores(monkeypatch, 8)
+    run_preprocessing(index, tmp_path / "linear", CONFIG, plugin="Linear", progress=False)
+    assert run_calls[-1] == ("Linear", None)
+
+
+def test_default_workers_without_sched_getaffinity(monkeypatch):
+    from skullstrip_lib import workflow
+
+    monkeypatch.delattr(workflow.os, "sched_getaffinity", raising=False)  # macOS, Windows
+    monkeypatch.setattr(workflow.os, "cpu_count", lambda: 6)
+    assert workflow.default_workers() == 6
+    monkeypatch.setattr(workflow.os, "cpu_count", lambda: None)  # unknown
+    assert workflow.default_workers() == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SkullstripError
-from ..evaluate import predict_subjects, training_config
+from ..evaluate import predict_subjects, training_config, training_split, unseen_subjects
 from ..inference import BrainModel, load_model, postprocess_mask, predict_mask
 from ..io import Scan
 from ..metrics import evaluate_masks
@@ -172,7 +172,60 @@ def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
         raise SkullstripError(f"{source}: the model's training data is not here")
     index = (index_dataset(source, seed=config.split_seed) if source.is_dir()
              else read_index(source))
-    return index[index["split"] == "train"].head(n).reset_index(drop=True)
+    split = training_split(model)  # the split stored with the model, not one made again
+    trained = index["subject"].astype(str).map(split) == "train"
+    return index[trained].head(n).assign(split="train").reset_index(drop=True)
+
+
+def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sample",
+                      n: int | None = None, *, data_dir: str | os.PathLike | None = None,
+                      progress: bool = False) -> pd.DataFrame:
+    """Subjects a chapter may score a model on: ones it never trained on, all marked ``"test"``.
+
+    * Sample profile: the sample heads (:data:`~skullstrip_lib.lessons.notebook.SAMPLE_SEED`,
+      a seed no training profile uses), ``n`` of them (4 by default).
+    * Full profile, a model trained on an NFBS index (chapter 7): the
+      subjects of NFBS outside its own stored split's training and validation
+      sets (:func:`skullstrip_lib.evaluate.unseen_subjects`). The subjects it
+      was trained with are looked at first (chapter 7 fetched them: nothing
+      new is downloaded); the rest of NFBS only when they are not enough.
+    * Full profile, a model with no stored split (the bundled model, trained
+      on synthetic heads): every NFBS subject is unseen; the first ``n``.
+
+    Parameters
+    ----------
+    model : str, path-like or BrainModel
+        The model to be scored.
+    profile : {"sample", "full"}
+        See :func:`~skullstrip_lib.lessons.notebook.resolve_profile`.
+    n : int or None
+        How many subjects; None for all there are (4 sample heads).
+    data_dir : path-like, optional
+        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    progress : bool
+        Progress bars for downloads and synthetic heads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        An index (``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``).
+    """
+    from ..errors import MissingFileError
+    from .notebook import load_subjects, resolve_profile
+
+    if resolve_profile(profile) == "sample":
+        index = load_subjects("sample", n or 4, data_dir=data_dir, progress=progress)
+        return index.assign(split="test")
+    try:
+        split = training_split(model)
+    except MissingFileError:  # no split stored with the model: every NFBS subject is unseen
+        return load_subjects("full", n, data_dir=data_dir, progress=progress).assign(split="test")
+    held = unseen_subjects(load_subjects("full", len(split), data_dir=data_dir,
+                                         progress=progress), model)
+    if n is None or len(held) < n:
+        held = unseen_subjects(load_subjects("full", None, data_dir=data_dir,
+                                             progress=progress), model)
+    return held if n is None else held.head(n).reset_index(drop=True)
 
 
 def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:

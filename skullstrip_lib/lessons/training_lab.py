@@ -12,12 +12,13 @@ from ..errors import SkullstripError
 RUN_FILES = {
     "config.yaml": "the resolved configuration: what was trained, to redo or resume it",
     "log.csv": "one row per epoch: loss, Dice, IoU on training and validation batches",
-    "summary.json": "wall time, mixed precision, GPUs, the TFRecords used",
+    "split.csv": "the subject-level split it trained on: evaluation keeps to its test subjects",
+    "summary.json": "wall time, devices, batch, mixed precision, the TFRecords used",
     "best.keras": "the checkpoint with the best validation Dice (exported by default)",
     "last.keras": "the checkpoint after the last finished epoch",
     "backup": "BackupAndRestore's state (weights, optimizer, epoch): what --resume reads",
     "tensorboard": "TensorBoard event files (tensorboard --logdir RUN)",
-    "export": "model.onnx + model.json (+ config.yaml): what predict and evaluate load",
+    "export": "model.onnx + model.json (+ config.yaml, split.csv): what predict and evaluate load",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import needs_default
 
 from skullstrip_lib import inference
-from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.errors import MissingFileError, SkullstripError
 from skullstrip_lib.lessons import notebook
 
 
@@ -104,12 +104,15 @@ def test_student_edition_unclosed_solution(tmp_path):
 
 
 @needs_default
-def test_resolve_model_prefers_an_exported_full_run(tmp_path):
+def test_resolve_model_uses_the_nfbs_run_or_stops(tmp_path):
     import shutil
 
     assert notebook.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
-    # No trained run yet: the full profile falls back to the bundled model.
-    assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == "default"
+    # No trained run yet: the full profile stops, naming what to run; it never falls back
+    # to the bundled synthetic-head model.
+    with pytest.raises(MissingFileError, match="run chapter 7 in the full profile"):
+        notebook.resolve_model(None, "full", data_dir=tmp_path)
+    assert notebook.resolve_model("default", "full", data_dir=tmp_path).name == "default"
     chapter7 = tmp_path / "runs" / "ch07-full-x1y2" / "export"
     shutil.copytree(inference.bundled_models()["default"], chapter7)
     assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(chapter7)
@@ -121,3 +124,29 @@ def test_resolve_model_prefers_an_exported_full_run(tmp_path):
     assert notebook.resolve_model(tmp_path / "runs" / "full").name == str(export)
     model = inference.load_model("default")
     assert notebook.resolve_model(model, "full", data_dir=tmp_path) is model
+
+
+def test_keep_data_on_drive(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    with pytest.raises(SkullstripError, match="Colab only"):
+        notebook.keep_data_on_drive()
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda where: mounted.append(where))
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.delenv("SKULLSTRIP_DATA", raising=False)
+    path = notebook.keep_data_on_drive(mount_point=str(tmp_path / "drive"))
+    assert mounted == [str(tmp_path / "drive")]
+    assert path == tmp_path / "drive" / "MyDrive" / "skullstrip_data" and path.is_dir()
+    from skullstrip_lib.datasets import get_data_dir
+
+    assert get_data_dir() == path
+
+
+def test_print_config(capsys):
+    notebook.print_config()
+    out = capsys.readouterr().out
+    assert "skullstrip_lib 0.1.0" in out and "nibabel" in out and "onnxruntime" in out
