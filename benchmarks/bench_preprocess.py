@@ -195,7 +195,8 @@ def _print_table(header: list[str], rows: list[list[str]], markdown: bool) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--subjects", type=int, default=3,
+                        help="subjects for the step table (0: skip it)")
     parser.add_argument("--batch", type=int, default=6,
                         help="subjects for the batch table (0: skip it)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each batch (median)")
@@ -244,15 +245,16 @@ def main() -> None:
     print(f"Date: {datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"Machine: {os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}; "
           f"load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end.")
-    print(f"{args.subjects} synthetic subjects of 256x256x192 at 1 mm; median per subject. "
-          "CPU s counts every thread of the process (SimpleITK uses all cores).\n")
-    header = ["step", "seconds", "CPU s", "peak RSS during step (MB)",
-              "above the step's start (MB)"]
-    rows = [[s, f"{statistics.median(r['seconds'] for r in results[s]):.2f}",
-             f"{statistics.median(r['cpu'] for r in results[s]):.2f}",
-             f"{max(r['peak_mb'] for r in results[s]):.0f}",
-             f"{max(r['step_mb'] for r in results[s]):.0f}"] for s in STEPS]
-    _print_table(header, rows, args.markdown)
+    if args.subjects:
+        print(f"{args.subjects} synthetic subjects of 256x256x192 at 1 mm; median per subject. "
+              "CPU s counts every thread of the process (SimpleITK uses all cores).\n")
+        header = ["step", "seconds", "CPU s", "peak RSS during step (MB)",
+                  "above the step's start (MB)"]
+        rows = [[s, f"{statistics.median(r['seconds'] for r in results[s]):.2f}",
+                 f"{statistics.median(r['cpu'] for r in results[s]):.2f}",
+                 f"{max(r['peak_mb'] for r in results[s]):.0f}",
+                 f"{max(r['step_mb'] for r in results[s]):.0f}"] for s in STEPS]
+        _print_table(header, rows, args.markdown)
     if batch:
         print(f"\nThe whole batch, {args.batch} subjects, workflow.run_preprocessing, median "
               f"of {args.repeats} runs (new: the defaults; old: shrink 4, 4x50). CPU s/subject "

@@ -722,9 +722,9 @@ class PreprocessConfig:
     n4_shrink, n4_iterations, n4_convergence
         See :func:`n4_correct`: shrunk to about 8 mm (None: 8 at 1 mm), 3 levels
         of at most 50 iterations, threshold 0.001 by default. The earlier
-        defaults were
-        ``n4_shrink=4, n4_iterations=(50, 50, 50, 50)`` (six times slower, a
-        field no closer to the truth; ``benchmarks/bench_n4.py``).
+        defaults, ``n4_shrink=4, n4_iterations=(50, 50, 50, 50)``, make N4 ten
+        times slower and its field no closer to the truth
+        (``benchmarks/bench_n4.py``).
     normalization : {"zscore", "minmax"}
         See :func:`normalize_intensity`.
     clip_percentiles : tuple of 2 floats

@@ -56,15 +56,22 @@ def default_workers() -> int:
 
 
 def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
-            overwrite: bool) -> dict:
+            overwrite: bool, threads: int = 0) -> dict:
     """Preprocess one subject and report the outcome instead of raising.
 
     Used inside the workflow's nodes: a failure becomes ``status="failed"`` with
     a one-line ``error`` so that nipype carries on with the other subjects.
+    ``threads`` > 0 sets SimpleITK's threads in this process (``MultiProc``'s
+    workers share the cores; each one running N4 on every core only adds
+    switching); 0 leaves SimpleITK's default, every core.
     """
     from .preprocess import PreprocessConfig, preprocess_subject
 
     cfg = PreprocessConfig.from_dict(config)
+    if threads > 0 and cfg.n4 == "simpleitk":
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     try:
         result = preprocess_subject(subject, t1w, out_dir, brainmask or None, cfg,
                                     overwrite=overwrite)
@@ -74,18 +81,18 @@ def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
     return {**result, "error": ""}
 
 
-def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite):
+def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite, threads):
     # nipype runs this from its source text: it must import what it uses itself.
     import json
 
     from skullstrip_lib.workflow import run_one
 
     return json.dumps(run_one(subject, t1w, brainmask, out_dir, json.loads(config_json),
-                              overwrite))
+                              overwrite, threads))
 
 
 def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrite: bool,
-           work_dir: Path):
+           work_dir: Path, threads: int = 0):
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     from nipype import Node, Workflow, logging
     from nipype.interfaces.utility import Function, IdentityInterface
@@ -101,11 +108,12 @@ def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrit
     ]
     source.synchronize = True  # one node per row, not every combination
     prep = Node(Function(input_names=["subject", "t1w", "brainmask", "out_dir", "config_json",
-                                      "overwrite"],
+                                      "overwrite", "threads"],
                          output_names=["result"], function=_node_function), name="preprocess")
     prep.inputs.out_dir = str(out_dir)
     prep.inputs.config_json = json.dumps(config.to_dict())
     prep.inputs.overwrite = overwrite
+    prep.inputs.threads = int(threads)
     wf = Workflow(name="skullstrip_preprocess", base_dir=str(work_dir))
     wf.connect(source, "subject", prep, "subject")
     wf.connect(source, "t1w", prep, "t1w")
@@ -207,11 +215,14 @@ def run_preprocessing(
                 bar.update(1)
 
         args = {"status_callback": status, **(plugin_args or {})}
+        threads = 0  # SimpleITK's default: every core
         if plugin == "MultiProc":
             args.setdefault("n_procs", workers)
+            # The workers share the cores: N4 in each on its share of them.
+            threads = max(1, default_workers() // int(args["n_procs"]))
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
         try:
-            graph = _build(todo_df, out_dir, config, overwrite, work_dir).run(
+            graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
                 plugin=plugin, plugin_args=args)
             for node in graph.nodes():
                 if node.name.startswith("preprocess"):

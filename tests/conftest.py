@@ -171,3 +171,15 @@ def server():
     srv = LocalServer()
     yield srv
     srv.close()
+
+
+def pytest_collection_modifyitems(items):
+    # pytest-xdist hands tests to its workers in this order: start the longest first (the
+    # full-profile rehearsal of every chapter, then the sample-profile chapter runs), so that
+    # one worker is not left running a 15-minute test after the others have finished.
+    def rank(item):
+        if item.nodeid.startswith("tests/test_chapters_full.py"):
+            return 0
+        return 1 if item.get_closest_marker("notebook") else 2
+
+    items.sort(key=rank)

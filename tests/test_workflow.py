@@ -70,11 +70,11 @@ def test_missing_input_file_is_reported(small_dataset, tmp_path):
 class _FakeWorkflow:
     """Stands in for the nipype workflow: records how it was asked to run."""
 
-    def __init__(self, todo, calls):
-        self.todo, self.calls = todo, calls
+    def __init__(self, todo, calls, threads):
+        self.todo, self.calls, self.threads = todo, calls, threads
 
     def run(self, plugin, plugin_args):
-        self.calls.append((plugin, plugin_args.get("n_procs")))
+        self.calls.append((plugin, plugin_args.get("n_procs"), self.threads))
         nodes = [SimpleNamespace(name=f"preprocess{i}", result=SimpleNamespace(
                      outputs=SimpleNamespace(result=json.dumps(
                          {"subject": s, "status": "done", "error": ""}))))
@@ -84,11 +84,12 @@ class _FakeWorkflow:
 
 @pytest.fixture
 def run_calls(monkeypatch):
-    """Plugins and process counts ``run_preprocessing`` chose, without running nipype."""
+    """Plugin, processes and SimpleITK threads ``run_preprocessing`` chose, without nipype."""
     from skullstrip_lib import workflow
 
     calls = []
-    monkeypatch.setattr(workflow, "_build", lambda todo, *args: _FakeWorkflow(todo, calls))
+    monkeypatch.setattr(workflow, "_build",
+                        lambda todo, *args: _FakeWorkflow(todo, calls, args[-1]))
     return calls
 
 
@@ -109,20 +110,23 @@ def test_default_plugin_is_multiproc_with_one_worker_per_core(small_dataset, tmp
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert default_workers() == cores
     run_preprocessing(index, tmp_path / "here", CONFIG, progress=False)
-    assert run_calls[-1] == (("MultiProc", cores) if cores > 1 else ("Linear", None))
+    assert run_calls[-1] == (("MultiProc", cores, 1) if cores > 1 else ("Linear", None, 0))
 
-    _cores(monkeypatch, 2)  # Colab
+    # Colab: two workers, each running N4 on one thread (0: SimpleITK's default, all cores).
+    _cores(monkeypatch, 2)
     run_preprocessing(index, tmp_path / "two", CONFIG, progress=False)
-    assert run_calls[-1] == ("MultiProc", 2)
+    assert run_calls[-1] == ("MultiProc", 2, 1)
     _cores(monkeypatch, 1)  # one core: subjects one after another, in this process
     run_preprocessing(index, tmp_path / "one", CONFIG, progress=False)
-    assert run_calls[-1] == ("Linear", None)
+    assert run_calls[-1] == ("Linear", None, 0)
     # Explicit choices win over the defaults.
     run_preprocessing(index, tmp_path / "three", CONFIG, workers=3, progress=False)
-    assert run_calls[-1] == ("MultiProc", 3)
+    assert run_calls[-1] == ("MultiProc", 3, 1)
     _cores(monkeypatch, 8)
     run_preprocessing(index, tmp_path / "linear", CONFIG, plugin="Linear", progress=False)
-    assert run_calls[-1] == ("Linear", None)
+    assert run_calls[-1] == ("Linear", None, 0)
+    run_preprocessing(index, tmp_path / "four", CONFIG, workers=4, progress=False)
+    assert run_calls[-1] == ("MultiProc", 4, 2)  # 8 cores, 4 workers: 2 threads each
 
 
 def test_default_workers_without_sched_getaffinity(monkeypatch):
