@@ -37,6 +37,8 @@ import statistics
 import sys
 import time
 
+from machine import cpu_model  # benchmarks/machine.py: run as a script, its folder is on the path
+
 SETTINGS = {
     "shrink 4, 4x50, field at full res (old default)":
         {"shrink_factor": 4, "n_iterations": (50,) * 4, "full_resolution_field": True},
@@ -58,18 +60,6 @@ SETTINGS = {
     "model grid (2 mm), shrink 4, 3x50": {"shrink_factor": 4, "model_grid": True},
 }
 STRENGTHS = (0.2, 0.3, 0.4)
-
-
-def cpu_model() -> str:
-    """The CPU's name from ``/proc/cpuinfo`` (Linux), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_cases(n_heads: int) -> list[dict]:

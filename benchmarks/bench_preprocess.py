@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/machine.py: run as a script, its folder is on the path
+
 STEPS = ["synth", "load", "head_mask", "n4", "n4_old", "resample", "normalise",
          "preprocess_subject", "preprocess_subject_old"]
 OLD_N4 = {"shrink_factor": 4, "n_iterations": (50, 50, 50, 50), "full_resolution_field": True}
@@ -44,18 +46,6 @@ OLD_N4 = {"shrink_factor": 4, "n_iterations": (50, 50, 50, 50), "full_resolution
 OLD_CONFIG = {"n4_shrink": 4, "n4_iterations": (50, 50, 50, 50)}
 """The same in :class:`~skullstrip_lib.preprocess.PreprocessConfig` (which always
 interpolates the field from the fitting grid: a difference of 0.002 in log gain)."""
-
-
-def cpu_model() -> str:
-    """The CPU's name from ``/proc/cpuinfo`` (Linux), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _status_mb(field: str) -> float:
