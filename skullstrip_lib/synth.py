@@ -64,7 +64,7 @@ NFBS_SHAPE = (256, 256, 192)
 """Voxel grid of an NFBS T1w scan (1 mm isotropic)."""
 
 #: Bumped whenever the generator's output changes, so stale datasets are detected.
-_SYNTH_VERSION = 1
+_SYNTH_VERSION = 2
 
 # Template space: MNI152 mm, padded so the whole head and neck fit (1 mm voxels).
 _TMPL_LO = np.array([-110.0, -140.0, -135.0])
@@ -88,7 +88,7 @@ _LABEL_TISSUE = (
 _T1_RANGES = {
     "wm": (1.0, 1.0),
     "gm": (0.55, 0.72),
-    "csf": (0.10, 0.26),
+    "csf": (0.06, 0.30),
     "dura": (0.25, 0.45),
     "bone": (0.02, 0.10),
     "diploe": (0.55, 1.0),
@@ -100,7 +100,7 @@ _T1_RANGES = {
     "sclera": (0.20, 0.40),
     "nerve": (0.70, 0.90),
     "air": (0.0, 0.03),
-    "marrow": (0.70, 1.10),
+    "marrow": (0.35, 1.15),  # dark (red marrow, young) to bright (fatty marrow, older)
     "disc": (0.30, 0.50),
     "gland": (0.75, 1.00),
 }
@@ -126,11 +126,24 @@ _T2_RANGES = {
 }
 _TISSUES = tuple(_T1_RANGES)
 
-CONTRASTS = ("t1", "t2", "random")
+CONTRASTS = ("t1", "t2", "random", "mixed")
 _HEAD_KWARGS = (
     "shape", "voxel_size", "orientation", "oblique_deg", "center_mm", "deface", "neck",
-    "contrast", "bias_strength", "noise_level", "blur_mm",
+    "contrast", "bias_strength", "noise_level", "blur_mm", "scale", "pitch_deg", "atrophy",
+    "slice_mm", "gamma",
 )  # fmt: skip
+
+# Anatomy drawn per head when not given (see make_head): linear size relative to
+# MNI152 (whose brain mask is 1883 mL: 0.84-1.04 gives about 1.1-2.1 L, the adult
+# range of masks that include the sulcal CSF), head tilt about the left-right
+# axis, and atrophy (widened sulci and ventricles, more CSF under the dura).
+SCALE_RANGE = (0.84, 1.04)
+PITCH_RANGE_DEG = (-15.0, 15.0)
+ATROPHY_RANGE = (0.0, 0.6)
+# The lowest level of the brainstem in the masks (MNI z, mm): the medulla down to the
+# foramen magnum, as BEaST's definition has it (the MNI152 mask stops at -72 only
+# because the template's field of view does).
+BRAINSTEM_CUT_MM = -80.0
 
 
 # --------------------------------------------------------------------------- public helpers
@@ -338,6 +351,7 @@ class _Level:
     frac_scale: float  # 1/255 for uint8 maps, 1 otherwise
     mask: np.ndarray  # brain mask (uint8 at 1 mm) or its fraction (float32)
     d_icv: np.ndarray  # signed distance from the ICV surface, mm (float32)
+    d_vent: np.ndarray  # distance from the ventricles, mm (float32, 99 far away)
     d_head: np.ndarray  # signed distance from the head surface, mm (float32)
     labels: np.ndarray  # uint8 extracranial structure labels
 
@@ -387,7 +401,25 @@ def _template() -> _Template:
     cord_r = np.interp(zc, [-135, -86, -72, -60], [4.2, 4.6, 4.0, 4.0]).astype(np.float32)
     cord = np.clip(cord_r[None, None, :] + 0.5 - rho, 0, 1) * (z < -72)
     wm = np.maximum(wm, np.round(255 * cord)).astype(np.uint8)
+    # The medulla continues into the mask down to BRAINSTEM_CUT_MM.
+    brain |= (cord >= 0.5) & (z >= BRAINSTEM_CUT_MM)
     del rho
+
+    # Distance (mm) from the ventricles: CSF (little GM or WM) deep inside the brain.
+    # Per subject the ventricles grow by a few mm of it (atrophy).
+    bb_b = tuple(slice(a.min() - 1, a.max() + 2) for a in np.nonzero(brain))
+    tissue = (gm[bb_b].astype(np.float32) + wm[bb_b]) / 255.0
+    deep = ndi.distance_transform_edt(brain[bb_b]) > 12.0
+    vent = deep & (tissue < 0.25)
+    # Only the ventricles themselves: the large pieces, not specks of uncertain tissue.
+    labels, _ = ndi.label(vent)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    vent = (sizes >= 500)[labels]
+    del labels
+    d_vent = np.full(shape, 99.0, np.float32)
+    d_vent[bb_b] = np.minimum(ndi.distance_transform_edt(~vent), 99.0)
+    del tissue, deep, vent
 
     # Intracranial volume: brain (+ canal) closed with an 8 mm ball, cisterns
     # enclosed in an axial slice filled, grown by 1 mm of CSF rim. Closing via
@@ -438,7 +470,8 @@ def _template() -> _Template:
     labels = _make_labels(x, y, z, d_icv, d_head)
 
     brain_u8 = brain.astype(np.uint8)
-    level0 = _Level(1.0, lo.copy(), gm, wm, 1.0 / 255.0, brain_u8, d_icv, d_head, labels)
+    level0 = _Level(1.0, lo.copy(), gm, wm, 1.0 / 255.0, brain_u8, d_icv, d_vent, d_head,
+                    labels)
     levels = [level0]
     # Coarser levels for coarse output grids: block means keep partial volumes right.
     pad = [(0, (-s) % 4) for s in shape]
@@ -447,6 +480,7 @@ def _template() -> _Template:
         "wm": np.pad(wm.astype(np.float32) / 255, pad),
         "mask": np.pad(brain_u8.astype(np.float32), pad),
         "d_icv": np.pad(d_icv, pad, mode="edge"),
+        "d_vent": np.pad(d_vent, pad, mode="edge"),
         "d_head": np.pad(d_head, pad, mode="edge"),
     }
     lab = np.pad(labels, pad)
@@ -462,6 +496,7 @@ def _template() -> _Template:
                 1.0,
                 cur["mask"],
                 cur["d_icv"],
+                cur["d_vent"],
                 cur["d_head"],
                 np.ascontiguousarray(lab),
             )
@@ -542,13 +577,21 @@ def _draw_tissues(rng: np.random.Generator, contrast: str) -> dict[str, float]:
     """Tissue intensities (relative, WM-scale) for one subject."""
     t1 = {k: float(rng.uniform(*v)) for k, v in _T1_RANGES.items()}
     t2 = {k: float(rng.uniform(*v)) for k, v in _T2_RANGES.items()}
-    # Random monotone remap (drawn always, so the draws do not depend on `contrast`).
+    # Random monotone remap and independent draws (drawn always, so the draws do not
+    # depend on `contrast`).
     knots_y = np.concatenate([[0.0], np.cumsum(rng.dirichlet(np.full(6, 1.5)))])
     flip = rng.random() < 0.5
+    # "mixed": every tissue on its own, as in domain-randomised training (SynthStrip):
+    # no order between WM, GM and CSF, so only shape tells brain from the rest. Air
+    # stays darkest, as it is in every MR contrast.
+    mixed = {k: float(rng.uniform(0.08, 1.0)) for k in _T1_RANGES}
+    mixed["air"] = float(rng.uniform(0.0, 0.04))
     if contrast == "t1":
         return t1
     if contrast == "t2":
         return t2
+    if contrast == "mixed":
+        return mixed
     vmax = max(t1.values())
     knots_x = np.linspace(0.0, vmax, len(knots_y))
     out = {}
@@ -616,6 +659,11 @@ def make_head(
     bias_strength: float | None = None,
     noise_level: float | None = None,
     blur_mm: float | None = None,
+    scale: float | None = None,
+    pitch_deg: float | None = None,
+    atrophy: float | None = None,
+    slice_mm: float | None = None,
+    gamma: float | None = None,
 ) -> SynthHead:
     """Make one synthetic T1-weighted head with its exact brain mask.
 
@@ -641,10 +689,12 @@ def make_head(
         pydeface does for NFBS); the plane never touches the brain mask.
     neck : bool
         Keep the neck below the skull base; False zeroes what lies below it.
-    contrast : {"t1", "t2", "random"}
-        Tissue contrast: MPRAGE-like T1 (WM > GM > CSF, fat bright, bone dark),
-        T2-like (fluid bright), or a random monotone remap of the T1 intensities
-        (increasing or decreasing), for training contrast-agnostic models.
+    contrast : {"t1", "t2", "random", "mixed"}
+        Tissue contrast: MPRAGE-like T1 (WM > GM > CSF, fat bright, bone dark,
+        marrow dark to bright), T2-like (fluid bright), a random monotone remap
+        of the T1 intensities (increasing or decreasing), or every tissue drawn
+        on its own ("mixed", as in SynthStrip's training), for training
+        contrast-agnostic models.
     bias_strength : float or None
         Peak relative amplitude of the multiplicative bias field (0.2 = gains
         from 1/1.2 to 1.2). None draws it in [0.1, 0.4].
@@ -653,13 +703,40 @@ def make_head(
         [0.01, 0.04].
     blur_mm : float or None
         Gaussian blur sigma in mm (scanner point-spread). None draws it in [0, 0.6].
-
+    scale : float or None
+        Linear size of head and brain relative to MNI152 (whose brain mask holds
+        1883 mL). None draws it from :data:`SCALE_RANGE`; each axis then gets
+        its own further 0.96-1.04.
+    pitch_deg : float or None
+        Head tilt about the left-right axis (nodding), degrees. None draws it from
+        :data:`PITCH_RANGE_DEG`.
+    atrophy : float or None
+        0 (none) to 1 (severe): thinner gyri, wider sulci, ventricles grown by up
+        to 4 mm and up to 3 mm more CSF under the dura. The mask keeps the
+        sulcal and ventricular CSF (the brain's envelope, as in NFBS).
+        None draws it from :data:`ATROPHY_RANGE`.
+    slice_mm : float or None
+        Slice thickness (mm) along the third voxel axis, thicker than its
+        voxels: the through-plane profile (Gaussian of that FWHM) of a 2D
+        acquisition. None: as thick as the voxels.
+    gamma : float or None
+        Contrast curve ``I**gamma`` applied to the image. None: 1 for "t1" and
+        "t2", drawn around 1 (log-normal, sd 0.25) for "random" and "mixed".
     Returns
     -------
     SynthHead
         ``t1w`` (int16), ``brainmask`` (uint8 {0, 1}) and ``brain`` (int16,
         t1w * mask) on the grid ``grid_affine(shape, voxel_size, orientation,
         oblique_deg, center_mm)``, with qform and sform (code 1) set and mm units.
+
+    Notes
+    -----
+    What the mask holds, following the NFBS masks (BEaST's definition, then
+    corrected by hand): cerebrum, cerebellum and brainstem down to the foramen
+    magnum (:data:`BRAINSTEM_CUT_MM`), with the ventricles and the CSF in the
+    sulci (the brain's envelope); not the CSF outside that envelope, the dura,
+    venous sinuses, skull, eyes or optic nerves. It is the MNI152 2009a brain
+    mask (holes filled) carried by each head's warp.
     """
     if contrast not in CONTRASTS:
         raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
@@ -681,7 +758,8 @@ def make_head(
         "fat": rng.uniform(2.0, 5.5),
     }
     angles = np.deg2rad(rng.uniform(-10, 10, 3))
-    scale = rng.uniform(0.86, 0.97) * rng.uniform(0.96, 1.04, 3)
+    drawn_scale = rng.uniform(*SCALE_RANGE)
+    axis_scale = rng.uniform(0.96, 1.04, 3)
     shift = np.array([rng.uniform(-10, 10), rng.uniform(-10, 10), rng.uniform(-8, 4)])
     elastic_sd = rng.uniform(1.0, 2.5)
     elastic_seed = rng.integers(2**32)
@@ -695,6 +773,22 @@ def make_head(
     wm_target = rng.uniform(500, 1000)
     deface_deg = rng.uniform(20, 40)
     deface_margin = rng.uniform(3, 8)
+    drawn_pitch = rng.uniform(*PITCH_RANGE_DEG)
+    drawn_atrophy = rng.uniform(*ATROPHY_RANGE)
+    drawn_gamma = float(np.exp(rng.normal(0.0, 0.25)))
+    # The hindbrain (cerebellum, brainstem) moves against the cerebrum and the neck
+    # is longer or shorter: anatomy a global affine does not vary.
+    hind_shift = np.array([0.0, rng.uniform(-6, 6), rng.uniform(-6, 4)])
+    neck_stretch = rng.uniform(0.85, 1.25)
+    s_global = drawn_scale if scale is None else float(scale)
+    scale = s_global * axis_scale
+    angles[0] = np.deg2rad(drawn_pitch if pitch_deg is None else float(pitch_deg))
+    atrophy = drawn_atrophy if atrophy is None else float(atrophy)
+    if not 0.0 <= atrophy <= 1.0:
+        raise ValueError(f"atrophy must be in [0, 1], got {atrophy}")
+    if gamma is None:
+        gamma = drawn_gamma if contrast in ("random", "mixed") else 1.0
+    lay["rim"] += 3.0 * atrophy  # a shrunken brain leaves more CSF under the dura
     bias_strength = drawn_bias if bias_strength is None else float(bias_strength)
     noise_level = drawn_noise if noise_level is None else float(noise_level)
     blur_mm = drawn_blur if blur_mm is None else float(blur_mm)
@@ -709,11 +803,21 @@ def make_head(
     # fits the 192 mm NFBS field of view.
     c_t = np.array([0.0, -18.0, 10.0])
     c_w = np.array([0.0, -18.0, 2.0]) + shift
+    c_w[2] -= 70.0 * (s_global - 0.92)  # a larger head sits lower, so its top stays in view
     lin = np.diag(1.0 / scale) @ _rotation(angles).T
     pts = np.tensordot(lin, world - c_w[:, None, None, None], axes=1) + c_t[:, None, None, None]
     erng = np.random.default_rng(elastic_seed)
     for k in range(3):
         pts[k] += elastic_sd * _smooth_field(erng, 11, world, 200.0)
+    # Below the tentorium (template z < -20 mm) the hindbrain is displaced, fading in
+    # over ~10 mm; below the skull base (z < -60 mm) the neck is stretched.
+    z_t = pts[2].copy()
+    fade = 1.0 / (1.0 + np.exp((z_t + 20.0) / 5.0))
+    for k in (1, 2):
+        pts[k] -= hind_shift[k] * fade
+    low = z_t < -60.0
+    pts[2][low] = -60.0 + (z_t[low] + 60.0) / neck_stretch
+    del z_t, fade, low
 
     # Output-grid fields (bias x texture): smooth, so the coarse grid suffices.
     bias = _smooth_field(np.random.default_rng(bias_seed), 5, world, 250.0)
@@ -740,7 +844,7 @@ def make_head(
         crop = tuple(slice(a, b) for a, b in zip(i0, i1, strict=True))
     vidx -= i0[:, None, None, None]
 
-    img_t = _template_image(lev, crop, tis, lay, neck)
+    img_t = _template_image(lev, crop, tis, lay, neck, atrophy)
     mask_t = lev.mask[crop]
 
     # ---- upsample the coordinate map and resample ----------------------------
@@ -762,6 +866,16 @@ def make_head(
     vox = np.asarray(voxel_size, float)
     if blur_mm > 0.05:
         ndi.gaussian_filter(img, blur_mm / vox, output=img, truncate=3.0)
+    if slice_mm is not None and slice_mm > vox[2]:
+        # A slice profile of FWHM slice_mm, less what the voxel already averages.
+        sigma = math.sqrt(slice_mm**2 - vox[2] ** 2) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        ndi.gaussian_filter1d(img, sigma / vox[2], axis=2, output=img, truncate=3.0)
+    if gamma != 1.0:
+        top = np.float32(max(tis.values()))
+        np.clip(img, 0.0, None, out=img)
+        img /= top
+        np.power(img, np.float32(gamma), out=img)
+        img *= top
     nrng = np.random.default_rng(noise_seed)
     sigma = np.float32(noise_level * tis["wm"])
     if sigma > 0:
@@ -792,7 +906,7 @@ def make_head(
         del proj
     del coords
 
-    scale_u = wm_target / (tis["wm"] if contrast == "t1" else max(tis["wm"], tis["gm"], tis["csf"]))
+    scale_u = wm_target / (tis["wm"] if contrast == "t1" else max(tis.values()))
     t1w = np.clip(np.rint(img * np.float32(scale_u)), 0, 32767).astype(np.int16)
     mask_u8 = mask.astype(np.uint8)
     brain = t1w * mask_u8.astype(np.int16)
@@ -830,7 +944,7 @@ def _zoom_to(coarse: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> Non
     out[...] = a
 
 
-def _template_image(lev: _Level, crop, tis, lay, neck: bool) -> np.ndarray:
+def _template_image(lev: _Level, crop, tis, lay, neck: bool, atrophy: float = 0.0) -> np.ndarray:
     """Per-subject intensity image (float32) on a crop of one template level."""
     d0, inv, (ta, ts, tb, tp) = _profiles(tis, lay, lev.spacing)
     n = ta.size
@@ -845,6 +959,15 @@ def _template_image(lev: _Level, crop, tis, lay, neck: bool) -> np.ndarray:
     s = np.float32(lev.frac_scale)
     gm = lev.gm[crop]
     wm = lev.wm[crop]
+    if atrophy > 0:
+        # Gyri thin (partial-volume GM turns to CSF, so the sulci widen) and the
+        # ventricles grow into the tissue around them, with a 1 mm partial-volume edge.
+        cut = np.float32(0.35 * atrophy)
+        gm = np.clip((gm * s - cut) / (1 - cut), 0, 1)
+        keep = np.clip(lev.d_vent[crop] - np.float32(4.0 * atrophy) + 0.5, 0, 1)
+        gm *= keep
+        wm = wm * (s * keep)
+        s = np.float32(1.0)
     brainval = gm * (s * np.float32(tis["gm"] - tis["csf"]))
     brainval += wm * (s * np.float32(tis["wm"] - tis["csf"]))
     brainval += np.float32(tis["csf"])
@@ -861,9 +984,9 @@ def _template_image(lev: _Level, crop, tis, lay, neck: bool) -> np.ndarray:
     soft *= w_soft
     out += soft
     if not neck:
-        # Nothing below the foramen magnum (the lowest brain voxel is at -72 mm).
+        # Nothing below the foramen magnum (the mask's lowest voxel is at BRAINSTEM_CUT_MM).
         z = lev.origin[2] + lev.spacing * np.arange(crop[2].start, crop[2].stop)
-        out[:, :, z < -76.0] = 0.0
+        out[:, :, z < BRAINSTEM_CUT_MM - 4.0] = 0.0
     return out
 
 

@@ -86,6 +86,27 @@ VARIED_SYNTH = [
     {"n": 8, "contrast": "t2", "voxel_size": [1.0, 1.0, 1.0]},
     {"n": 8, "shape": [200, 220, 150], "center_mm": [0.0, -10.0, 15.0]},  # cropped field of view
 ]
+# The bundled model's heads: VARIED_SYNTH's scanner grids, plus what real scans add and
+# SynthStrip's domain randomisation teaches (Hoopes et al. 2022): every tissue drawn on
+# its own ("mixed"), thick 2D slices, low resolution, clinical fields of view. Anatomy
+# (size, tilt, atrophy, hindbrain, neck) is drawn per head in every group.
+DOMAIN_SYNTH = [
+    {"n": 20},
+    {"n": 8, "orientation": "LPS", "voxel_size": [1.2, 1.0, 1.0], "shape": [208, 256, 192]},
+    {"n": 8, "orientation": "PIR", "voxel_size": [1.0, 1.0, 1.3], "shape": [256, 192, 160],
+     "oblique_deg": [8.0, 0.0, 5.0]},
+    {"n": 10, "contrast": "mixed", "deface": False},
+    {"n": 8, "contrast": "random", "shape": [176, 240, 256]},  # long field of view
+    {"n": 8, "voxel_size": [0.9, 0.9, 1.2], "shape": [256, 256, 150], "oblique_deg": [0, 12, 0]},
+    {"n": 8, "contrast": "t2", "voxel_size": [1.0, 1.0, 1.0]},
+    {"n": 8, "shape": [200, 220, 150], "center_mm": [0.0, -10.0, 15.0]},  # cropped field of view
+    {"n": 8, "orientation": "LAS", "voxel_size": [1.5, 1.5, 1.5], "shape": [120, 140, 110],
+     "center_mm": [0.0, -15.0, 5.0], "contrast": "mixed"},  # clinical: tight, 1.5 mm
+    {"n": 8, "voxel_size": [0.9, 0.9, 4.0], "shape": [256, 256, 44], "slice_mm": 5.0,
+     "center_mm": [0.0, -15.0, 0.0], "contrast": "random"},  # thick axial 2D slices
+    {"n": 8, "voxel_size": [2.0, 2.0, 2.0], "shape": [128, 128, 100], "contrast": "mixed",
+     "blur_mm": 1.0},  # low resolution
+]
 
 
 @dataclass
@@ -188,8 +209,8 @@ TRAINING_PROFILES: dict[str, dict[str, Any]] = {
     # model grid and a small network (both fast on a CPU: trained here on 2 cores in
     # about half an hour, runs in a fraction of a second), no N4 (bias is learnt by
     # augmentation, and N4 would cost 5 s per scan at inference).
-    "default": {"synth": VARIED_SYNTH, "base_filters": 8, "depth": 4, "batch_size": 2,
-                "epochs": 30, "steps_per_epoch": 12, "learning_rate": 3e-3,
+    "default": {"synth": DOMAIN_SYNTH, "base_filters": 8, "depth": 4, "batch_size": 2,
+                "epochs": 45, "steps_per_epoch": 12, "learning_rate": 3e-3,
                 "preprocess": {"shape": [48, 64, 80], "spacing": 4.0, "n4": "none",
                                "normalization": "zscore"}},
     # NFBS on a GPU, the source article's grid and schedule (60 epochs x 16 steps x 4, or
