@@ -44,6 +44,35 @@ class OutputExistsError(SkullstripError, FileExistsError):
     """An output file exists and was not to be overwritten (nothing is replaced silently)."""
 
 
+class ImplausibleMaskError(SkullstripError):
+    """A predicted brain mask that cannot be a brain (empty, or a volume far outside the range).
+
+    Raised by :func:`skullstrip_lib.inference.strip` before anything is written,
+    so a failed prediction never passes for a result.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The scan, named at the start of the message.
+    volume_ml : float
+        The mask's volume, in mL.
+    why : str
+        Why that volume cannot be a brain, in a few words.
+    """
+
+    def __init__(self, path: str | PathLike, volume_ml: float, why: str) -> None:
+        self.path = str(path)
+        self.volume_ml = float(volume_ml)
+        self.why = why
+        super().__init__(f"{path}: predicted brain mask of {volume_ml:.0f} mL is implausible "
+                         f"({why}); nothing written (check_volume=False, or --no-volume-check, "
+                         "accepts it for non-adult or unusual scans)")
+
+
+class InputWarning(UserWarning):
+    """An input problem the library worked around and says so in one line (NaN voxels, ...)."""
+
+
 class DeviceError(SkullstripError):
     """The machine lacks what a training run needs: a GPU, a named device, or GPU memory."""
 

@@ -1,19 +1,29 @@
 """Reading scans with validation, working in RAS, and writing results back.
 
-A scan is read once with :func:`load_scan`: the file is checked (is it NIfTI?
-3D? finite? non-empty? a usable affine?) and its voxels are reordered to RAS
-(the first voxel axis runs to the subject's Right, the second Anterior, the
-third Superior) with :func:`nibabel.as_closest_canonical`. Reordering only
-flips and permutes axes, so no voxel value changes and :meth:`Scan.to_original`
-undoes it exactly. The original header is kept so results can be written on the
-scan's own grid, with its affine, qform/sform and data type
-(:func:`save_like`).
+A scan is read once with :func:`load_scan`: the file is checked (an image
+nibabel reads? 3D? mostly finite? non-empty? a usable affine?) and its voxels
+are reordered to RAS (the first voxel axis runs to the subject's Right, the
+second Anterior, the third Superior), as :func:`nibabel.as_closest_canonical`
+does. Reordering only flips and permutes axes, so no voxel value changes and
+:meth:`Scan.to_original` undoes it exactly. NIfTI (``.nii``, ``.nii.gz``),
+FreeSurfer MGH (``.mgz``, ``.mgh``), Analyze (``.hdr``/``.img``) and MINC
+(``.mnc``) are read. The original image class and header are kept so results
+can be written on the scan's own grid, in its own format, with its affine,
+qform/sform and data type (:func:`save_like`); MINC, which nibabel cannot
+write, is written back as NIfTI.
+
+Voxels that are NaN or infinite (SPM and FSL write NaN outside the field of
+view after resampling) are set to the scan's background level
+(:func:`background_level`), with a one-line :class:`~skullstrip_lib.errors.InputWarning`;
+a scan that is mostly non-finite is refused. Masks stay strict: any
+non-finite voxel is an error.
 
 Every write in the library goes through :func:`atomic_path`: a temporary file in
 the target folder, renamed into place only once complete, and never over an
-existing file unless asked (:func:`atomic_save` for images and
-:func:`atomic_write_text` for records are built on it). Cached results live in
-folders named by :func:`settings_key`, a hash of the settings that made them.
+existing file unless asked (:func:`atomic_save` for images, also those of two or
+three files such as Analyze's, and :func:`atomic_write_text` for records are
+built on it). Cached results live in folders named by :func:`settings_key`, a
+hash of the settings that made them.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,18 +44,29 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
-from .errors import InvalidInputError, MissingFileError, OutputExistsError, SkullstripError
+from .errors import (
+    InputWarning,
+    InvalidInputError,
+    MissingFileError,
+    OutputExistsError,
+    SkullstripError,
+)
 
 __all__ = [
+    "BACKGROUND_PERCENTILE",
+    "SCAN_SUFFIXES",
     "Scan",
     "as_tuples",
     "atomic_path",
     "atomic_save",
     "atomic_write_text",
+    "background_level",
     "check_mask",
     "from_plain",
+    "image_files",
+    "image_suffix",
     "load_mask",
     "load_scan",
     "save_like",
@@ -53,11 +75,51 @@ __all__ = [
 ]
 
 NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
+WRITABLE_TYPES = (nib.AnalyzeImage, nib.MGHImage)
+"""Image classes written back in their own format (NIfTI and its pairs derive from Analyze)."""
+SCAN_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".img", ".mnc")
+"""File endings of the scans read (a folder given to ``strip`` is searched for these)."""
+PAIR_SUFFIXES = (".img", ".mat", ".hdr")
+"""The files of an Analyze image (SPM adds a ``.mat`` affine), in the order they are renamed
+into place: the header last, since a reader opens it first."""
+BACKGROUND_PERCENTILE = 0.5
+"""The background (air) level of a scan is this percentile of its finite voxels, in %.
+
+Air fills a third or more of a head scan's field of view, so a low percentile
+lands in it whatever the intensity offset or scale (0 for most scans, -1000 for
+one stored with an offset), while a handful of outliers cannot move it.
+"""
+MAX_NONFINITE_FRACTION = 0.5
+"""A scan with more NaN or infinite voxels than this fraction is refused."""
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """A file's image ending: one of :data:`SCAN_SUFFIXES`, else its last suffix.
+
+    Examples
+    --------
+    >>> image_suffix("sub-01_T1w.nii.gz"), image_suffix("T1.mgz"), image_suffix("x.tar.gz")
+    ('.nii.gz', '.mgz', '.gz')
+    """
+    name = Path(path).name
+    return next((s for s in SCAN_SUFFIXES if name.endswith(s)), Path(name).suffix)
+
+
+def image_files(path: str | os.PathLike) -> list[Path]:
+    """Every file an image written at ``path`` consists of.
+
+    One file for NIfTI and MGH; for Analyze (``.hdr`` or ``.img``) the header,
+    the data and SPM's ``.mat`` affine.
+    """
+    path = Path(path)
+    if path.suffix in (".hdr", ".img"):
+        return [path.with_suffix(s) for s in PAIR_SUFFIXES]
+    return [path]
 
 
 @dataclass(frozen=True)
 class Scan:
-    """A validated scan, reoriented to RAS, that remembers its original grid.
+    """A validated scan, reoriented to RAS, that remembers its original grid and format.
 
     Attributes
     ----------
@@ -65,19 +127,31 @@ class Scan:
         The file it was read from.
     image : nibabel.Nifti1Image
         The scan in RAS voxel order, float32 data held in memory, shape ``(X, Y, Z)``.
-    original_header : nibabel.Nifti1Header
-        A copy of the file's header (data type, qform/sform and their codes).
+        Non-finite voxels hold ``background``.
+    original_header : nibabel header
+        A copy of the file's header (data type, qform/sform and their codes for
+        NIfTI; the header of its own format otherwise).
     original_affine : numpy.ndarray
         The file's voxel-to-world affine, shape ``(4, 4)``, in mm.
     original_shape : tuple of int
         The file's 3D shape, in voxels.
+    original_class : type
+        The nibabel image class it was read as (``Nifti1Image``, ``MGHImage``,
+        ``Spm2AnalyzeImage``, ``Minc1Image``, ...).
+    background : float
+        The background (air) level, :func:`background_level`, in the scan's units.
+    n_nonfinite : int
+        How many voxels were NaN or infinite in the file (now ``background``).
     """
 
     path: Path
     image: nib.Nifti1Image
-    original_header: nib.Nifti1Header
+    original_header: Any
     original_affine: np.ndarray
     original_shape: tuple[int, int, int]
+    original_class: type = nib.Nifti1Image
+    background: float = 0.0
+    n_nonfinite: int = 0
 
     @property
     def data(self) -> np.ndarray:
@@ -93,6 +167,16 @@ class Scan:
     def zooms(self) -> tuple[float, float, float]:
         """Voxel size along the RAS voxel axes, in mm."""
         return tuple(float(z) for z in self.image.header.get_zooms()[:3])
+
+    @property
+    def writes_own_format(self) -> bool:
+        """Whether results can go out in the scan's format (not MINC: nibabel only reads it)."""
+        return issubclass(self.original_class, WRITABLE_TYPES)
+
+    @property
+    def output_suffix(self) -> str:
+        """The file ending of results written for this scan: its own, or ``.nii.gz`` for MINC."""
+        return image_suffix(self.path) if self.writes_own_format else ".nii.gz"
 
     def to_original(self, data: np.ndarray) -> np.ndarray:
         """Reorder an array on the RAS grid back to the file's voxel order.
@@ -114,23 +198,27 @@ class Scan:
         return np.ascontiguousarray(apply_orientation(data, ornt_transform(ras, original)))
 
 
-def _read_nifti(path: Path) -> nib.spatialimages.SpatialImage:
+KINDS = "NIfTI, MGH/MGZ, Analyze or MINC"
+
+
+def _read_image(path: Path) -> nib.spatialimages.SpatialImage:
     if not path.exists():
         raise MissingFileError(f"{path}: file not found")
     if path.is_dir():
-        raise InvalidInputError(path, "is a folder, not a NIfTI file")
+        raise InvalidInputError(path, f"is a folder, not a {KINDS} file")
     try:
         img = nib.load(path)
     except nib.filebasedimages.ImageFileError:
-        raise InvalidInputError(path, "not a NIfTI image (nibabel cannot read it)") from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise InvalidInputError(path, f"unreadable or corrupt NIfTI header ({exc})") from None
-    if not isinstance(img, NIFTI_TYPES):
-        raise InvalidInputError(path, f"not a NIfTI image (read as {type(img).__name__})")
+        raise InvalidInputError(path, f"not a {KINDS} image (nibabel cannot read it)") from None
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, KeyError,
+            TypeError) as exc:
+        raise InvalidInputError(path, f"unreadable or corrupt image header ({exc})") from None
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise InvalidInputError(path, f"not a {KINDS} image (read as {type(img).__name__})")
     return img
 
 
-def _read_data(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
+def _shape_3d(img: nib.spatialimages.SpatialImage, path: Path) -> tuple[int, int, int]:
     shape = img.shape
     # 4D files with a single volume (common after some converters) are 3D in disguise.
     while len(shape) > 3 and shape[-1] == 1:
@@ -140,11 +228,46 @@ def _read_data(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
         raise InvalidInputError(path, f"expected a 3D volume, got shape {img.shape} ({kind})")
     if min(shape) < 2:
         raise InvalidInputError(path, f"expected a 3D volume, got a single slice {img.shape}")
+    return tuple(int(s) for s in shape)
+
+
+def _read_ras(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int],
+              path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The voxels as float32 in RAS order, the RAS affine, and whether NaN/inf can occur.
+
+    The file's own data type is read (int16 is half the size of float32) and
+    converted once, straight into a C-ordered RAS array: one float32 copy of the
+    volume, not three (scaled, reoriented, made contiguous).
+    """
+    proxy = img.dataobj
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        if nib.is_proxy(proxy) and hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope"):
+            raw = np.asanyarray(proxy.get_unscaled()).reshape(shape)
+            slope, inter = float(proxy.slope), float(proxy.inter)
+        else:  # MINC's proxy scales as it reads
+            raw = np.asanyarray(proxy).reshape(shape)
+            slope, inter = 1.0, 0.0
+    except (OSError, EOFError, zlib.error, ValueError, KeyError) as exc:
         raise InvalidInputError(path, f"truncated or corrupt image data ({exc})") from None
-    return data
+    if raw.dtype.kind not in "biuf":
+        raise InvalidInputError(path, f"voxels of type {raw.dtype} are not intensities")
+    ornt = io_orientation(img.affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        view, affine = raw, img.affine
+    else:  # what nibabel.as_closest_canonical does, as a view
+        view = apply_orientation(raw, ornt)
+        affine = img.affine @ inv_ornt_aff(ornt, shape)
+    data = np.empty(view.shape, np.float32)
+    np.copyto(data, view, casting="unsafe")
+    floats = raw.dtype.kind == "f"
+    del raw, view
+    if slope != 1.0:
+        data *= np.float32(slope)
+    if inter != 0.0:
+        data += np.float32(inter)
+    # Integers cannot be NaN: the check (a full-size pass) is for floats and odd scalings.
+    maybe_nonfinite = floats or not (np.isfinite(slope) and np.isfinite(inter))
+    return data, np.asarray(affine, dtype=float), maybe_nonfinite
 
 
 def _check_affine(affine: np.ndarray, path: Path) -> None:
@@ -154,27 +277,68 @@ def _check_affine(affine: np.ndarray, path: Path) -> None:
         raise InvalidInputError(path, "affine is singular (zero voxel size or collapsed axes)")
 
 
+def background_level(data: np.ndarray) -> float:
+    """The intensity of the air around the head: :data:`BACKGROUND_PERCENTILE` of the finite voxels.
+
+    Computed on an evenly strided sample of about two million voxels (a view,
+    no copy of the volume), so it costs a few milliseconds at any resolution.
+    An intensity offset moves it with the scan (``data - 1000`` gives a level
+    1000 lower), which is what makes preprocessing offset-free: padding and
+    non-finite voxels get this value, not 0.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        3D intensities; NaN and infinite voxels are ignored.
+
+    Returns
+    -------
+    float
+        In the scan's units; 0.0 if no voxel is finite.
+
+    Examples
+    --------
+    >>> head = np.zeros((40, 40, 40), np.float32); head[10:30, 10:30, 10:30] = 100
+    >>> background_level(head), background_level(head - 1000)
+    (0.0, -1000.0)
+    """
+    step = max(1, round((data.size / 2e6) ** (1 / 3)))
+    sample = data[::step, ::step, ::step]
+    values = sample[np.isfinite(sample)]
+    if values.size == 0:
+        return 0.0
+    return float(np.percentile(values, BACKGROUND_PERCENTILE))
+
+
 def load_scan(path: str | os.PathLike) -> Scan:
-    """Read a 3D NIfTI scan, check it, and reorient it to RAS.
+    """Read a 3D scan, check it, and reorient it to RAS.
 
     Parameters
     ----------
     path : str or path-like
-        A ``.nii`` or ``.nii.gz`` file holding one 3D volume (a 4D file with a
-        single volume is accepted).
+        A NIfTI (``.nii``, ``.nii.gz``), FreeSurfer (``.mgz``, ``.mgh``),
+        Analyze (``.hdr``/``.img``) or MINC (``.mnc``; MINC2 needs h5py) file
+        holding one 3D volume (a 4D file with a single volume is accepted).
 
     Returns
     -------
     Scan
-        The scan in RAS voxel order (float32) with its original header kept.
+        The scan in RAS voxel order (float32) with its original class and header kept.
 
     Raises
     ------
     MissingFileError
         The file does not exist.
     InvalidInputError
-        Not NIfTI, truncated, not 3D, a singular affine, NaN or infinite
-        voxels, or all voxels equal (an empty image). The message names the file.
+        Not an image nibabel reads, truncated, not 3D, a singular affine, more
+        than half the voxels NaN or infinite, or all voxels equal (an empty
+        image). The message names the file.
+
+    Warns
+    -----
+    InputWarning
+        Some voxels (at most half) were NaN or infinite: they are set to the
+        background level (one line naming the file, the count and the percentage).
 
     Examples
     --------
@@ -182,32 +346,43 @@ def load_scan(path: str | os.PathLike) -> Scan:
     >>> nib.aff2axcodes(scan.affine)  # doctest: +SKIP
     ('R', 'A', 'S')
     """
-    return _load(Path(path), constant_ok=False)
+    return _load(Path(path), constant_ok=False, nonfinite_ok=True)
 
 
-def _load(path: Path, *, constant_ok: bool) -> Scan:
-    img = _read_nifti(path)
-    data = _read_data(img, path)
+def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool) -> Scan:
+    img = _read_image(path)
+    shape = _shape_3d(img, path)
     _check_affine(img.affine, path)
-    n_bad = int(np.count_nonzero(~np.isfinite(data)))
+    data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path)
+    n_bad, finite = 0, None
+    if maybe_nonfinite:
+        finite = np.isfinite(data)
+        n_bad = data.size - int(np.count_nonzero(finite))
+    background = background_level(data)
     if n_bad:
-        raise InvalidInputError(path, f"contains {n_bad} NaN or infinite voxels")
+        share = n_bad / data.size
+        if not nonfinite_ok:
+            raise InvalidInputError(path, f"contains {n_bad} NaN or infinite voxels")
+        if share > MAX_NONFINITE_FRACTION:
+            raise InvalidInputError(path, f"{n_bad} of {data.size} voxels ({share:.0%}) are NaN "
+                                          "or infinite: more than half the scan is missing")
+        np.copyto(data, np.float32(background), where=np.logical_not(finite, out=finite))
+        warnings.warn(f"{path}: {n_bad} NaN or infinite voxels ({share:.1%}) treated as "
+                      f"background ({background:g})", InputWarning, stacklevel=3)
     if not constant_ok and data.max() == data.min():
         raise InvalidInputError(path, f"image is empty (every voxel is {data.flat[0]:g})")
 
-    header = img.header.copy()
-    native = nib.Nifti1Image(data, img.affine, header)
-    ras = nib.as_closest_canonical(native)
-    ras_img = nib.Nifti1Image(
-        np.ascontiguousarray(np.asanyarray(ras.dataobj), dtype=np.float32), ras.affine
-    )
+    ras_img = nib.Nifti1Image(data, ras_affine)
     ras_img.header.set_xyzt_units("mm", "sec")
     return Scan(
         path=path,
         image=ras_img,
-        original_header=header,
+        original_header=img.header.copy(),
         original_affine=img.affine.copy(),
-        original_shape=tuple(int(s) for s in data.shape),
+        original_shape=shape,
+        original_class=type(img),
+        background=background,
+        n_nonfinite=n_bad,
     )
 
 
@@ -253,7 +428,8 @@ def load_mask(path: str | os.PathLike, scan: Scan) -> np.ndarray:
     Parameters
     ----------
     path : str or path-like
-        A NIfTI mask with values 0 and 1 on the same grid as ``scan``.
+        A mask (any format :func:`load_scan` reads) with values 0 and 1 on the
+        same grid as ``scan``; unlike a scan, any NaN or infinite voxel is an error.
     scan : Scan
         The scan the mask belongs to.
 
@@ -268,7 +444,7 @@ def load_mask(path: str | os.PathLike, scan: Scan) -> np.ndarray:
         Any problem :func:`load_scan` reports, an all-zero mask, or a mask that
         does not match the scan (see :func:`check_mask`).
     """
-    mask = _load(Path(path), constant_ok=True)
+    mask = _load(Path(path), constant_ok=True, nonfinite_ok=False)  # a mask has no NaN
     if not mask.data.any():
         raise InvalidInputError(path, "mask is empty (no voxel is set)")
     return check_mask(mask, scan)
@@ -336,12 +512,18 @@ def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
                 overwrite: bool = False) -> Path:
     """Write an image to ``path`` all at once, never leaving half a file (see :func:`atomic_path`).
 
+    An Analyze image (``.hdr``/``.img``, with SPM's ``.mat`` when its affine
+    needs one) is written under temporary names and each file renamed into
+    place, the header last; with ``overwrite`` a stale ``.mat`` of an earlier
+    image of that name is removed, since it would override the new affine.
+
     Parameters
     ----------
     img : nibabel image
         What to write.
     path : str or path-like
-        Destination; its folder is created if needed.
+        Destination; its folder is created if needed. Its ending picks the
+        format (as in :func:`nibabel.save`).
     overwrite : bool
         Replace an existing file. Without it an existing file is an error.
 
@@ -350,9 +532,29 @@ def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
     pathlib.Path
         ``path``.
     """
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    path = Path(path)
+    files = image_files(path)
+    if len(files) == 1:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            nib.save(img, tmp)
+        return path
+    for f in files:
+        if f.exists() and not overwrite:
+            raise OutputExistsError(f"{f}: already exists (pass overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    temporaries = image_files(tmp)
+    try:
         nib.save(img, tmp)
-    return Path(path)
+        for t, f in zip(temporaries, files, strict=True):
+            if t.exists():
+                os.replace(t, f)
+            elif overwrite:
+                f.unlink(missing_ok=True)
+    finally:
+        for t in temporaries:
+            t.unlink(missing_ok=True)
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
@@ -444,21 +646,42 @@ def as_tuples(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
+def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``data`` as ``dtype`` (native byte order), copying only when the type changes."""
+    dtype = dtype.newbyteorder("=")
+    if data.dtype == dtype:
+        return data
+    if np.issubdtype(dtype, np.integer) and not (data.dtype.kind in "biu"
+                                                and np.can_cast(data.dtype, dtype)):
+        # Integer files must not be rescaled by nibabel: values go out as they are, rounded.
+        info = np.iinfo(dtype)
+        rounded = np.rint(data)
+        np.clip(rounded, info.min, info.max, out=rounded)
+        return rounded.astype(dtype)
+    return data.astype(dtype)
+
+
 def save_like(data: np.ndarray, scan: Scan, path: str | os.PathLike, *,
               dtype: np.dtype | type | None = None, overwrite: bool = False) -> Path:
-    """Write an array that lives on a scan's RAS grid in the scan's own space.
+    """Write an array that lives on a scan's RAS grid in the scan's own space and format.
 
     The array is reordered back to the file's voxel order and written with the
-    original header: same shape, affine, qform/sform and codes.
+    original header: same shape, affine, qform/sform and codes (NIfTI), the
+    same header fields (MGH, Analyze). The format follows ``path``'s ending: the
+    scan's own class when it matches (``.mgz`` for an MGH scan, ``.hdr``/``.img``
+    for an Analyze one), else NIfTI (``.nii``/``.nii.gz``) with the scan's
+    affine as both qform and sform (code 1, scanner) — how MINC scans, which
+    nibabel cannot write, get their results.
 
     Parameters
     ----------
     data : numpy.ndarray
-        Array of shape ``scan.image.shape`` (RAS order).
+        Array of shape ``scan.image.shape`` (RAS order). An array already of
+        the on-disk type is written without a copy when the scan is RAS.
     scan : Scan
         The scan it belongs to.
     path : str or path-like
-        Destination ``.nii.gz``.
+        Destination, e.g. ``<name>_brainmask`` + ``scan.output_suffix``.
     dtype : numpy dtype, optional
         On-disk data type; defaults to the original file's. Masks use ``np.uint8``.
     overwrite : bool
@@ -468,18 +691,38 @@ def save_like(data: np.ndarray, scan: Scan, path: str | os.PathLike, *,
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``path``'s ending is neither NIfTI nor the scan's own format.
     """
-    out = scan.to_original(data)
+    path = Path(path)
     header = scan.original_header.copy()
-    dtype = np.dtype(dtype) if dtype is not None else header.get_data_dtype()
-    if np.issubdtype(dtype, np.integer):
-        # Integer files must not be rescaled by nibabel: values go out as they are.
-        info = np.iinfo(dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    header.set_data_dtype(dtype)
-    header.set_slope_inter(1.0, 0.0)
-    img = nib.Nifti1Image(out.astype(dtype), scan.original_affine, header)
-    # Keep the original qform/sform (and their codes) rather than nibabel's defaults.
-    img.set_qform(*scan.original_header.get_qform(coded=True))
-    img.set_sform(*scan.original_header.get_sform(coded=True))
+    dtype = np.dtype(dtype) if dtype is not None else np.dtype(header.get_data_dtype())
+    suffix = image_suffix(path)
+    own = (scan.writes_own_format
+           and suffix.removesuffix(".gz") in scan.original_class.valid_exts)
+    if not own and suffix not in (".nii", ".nii.gz"):
+        raise ValueError(f"{path}: cannot write {suffix} for a {scan.original_class.__name__} "
+                         "scan (write .nii.gz or its own format)")
+    # Cast before reordering: the reordered copy is then of the smaller, final type.
+    out = scan.to_original(_cast(data, dtype))
+    if own and issubclass(scan.original_class, nib.MGHImage):
+        header.set_data_dtype(dtype)
+        img = nib.MGHImage(out, scan.original_affine, header)
+    elif own:  # NIfTI, NIfTI pairs and Analyze
+        header.set_data_dtype(dtype)
+        header.set_slope_inter(1.0, 0.0)
+        img = scan.original_class(out, scan.original_affine, header)
+        if isinstance(header, (nib.Nifti1Header, nib.Nifti2Header)):
+            # Keep the original qform/sform (and their codes) rather than nibabel's defaults.
+            img.set_qform(*scan.original_header.get_qform(coded=True))
+            img.set_sform(*scan.original_header.get_sform(coded=True))
+    else:  # another format's scan as NIfTI: the affine is all it keeps
+        img = nib.Nifti1Image(out, scan.original_affine)
+        img.set_data_dtype(dtype)
+        img.set_qform(scan.original_affine, code=1)
+        img.set_sform(scan.original_affine, code=1)
+        img.header.set_xyzt_units("mm", "sec")
     return atomic_save(img, path, overwrite=overwrite)

@@ -1,13 +1,19 @@
 """Loading with validation, RAS reorientation, and writing back on the original grid."""
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from skullstrip_lib.errors import InvalidInputError, MissingFileError, SkullstripError
-from skullstrip_lib.io import atomic_save, load_mask, load_scan, save_like
+from skullstrip_lib.errors import (
+    InputWarning,
+    InvalidInputError,
+    MissingFileError,
+    SkullstripError,
+)
+from skullstrip_lib.io import atomic_save, background_level, load_mask, load_scan, save_like
 
 
 def blob(shape=(20, 24, 16)):
@@ -48,11 +54,75 @@ def test_not_nifti(tmp_path):
         load_scan(png)
 
 
-def test_other_format_is_refused(tmp_path):
-    p = tmp_path / "scan.mgz"
-    nib.save(nib.MGHImage(blob(), np.eye(4)), p)
-    with pytest.raises(InvalidInputError, match="scan.mgz: not a NIfTI image"):
-        load_scan(p)
+@pytest.mark.parametrize("name", ["scan.mgz", "scan.mgh", "scan.hdr", "scan.img"])
+def test_other_formats_are_read_in_ras_and_written_back(tmp_path, name):
+    data = np.rint(blob()).astype(np.int16)
+    aff = lps_oblique_affine(deg=0.0)  # MGH and Analyze keep an axis-aligned affine exactly
+    cls = nib.MGHImage if name.startswith("scan.mg") else nib.Spm2AnalyzeImage
+    nib.save(cls(data, aff), tmp_path / name)
+    scan = load_scan(tmp_path / name)
+    assert nib.aff2axcodes(scan.affine) == ("R", "A", "S")
+    assert scan.output_suffix == name[4:] and scan.writes_own_format
+    np.testing.assert_array_equal(scan.to_original(scan.data), data)
+    out = save_like(scan.data > 0, scan, tmp_path / f"mask{name[4:]}", dtype=np.uint8)
+    back = nib.load(out)
+    assert type(back) is type(nib.load(tmp_path / name)) and back.shape == data.shape
+    np.testing.assert_allclose(back.affine, aff, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), data > 0)
+    assert back.get_data_dtype() == np.uint8
+    same = nib.load(save_like(scan.data, scan, tmp_path / f"copy{name[4:]}"))
+    assert same.get_data_dtype().newbyteorder("=") == np.int16
+    np.testing.assert_array_equal(np.asarray(same.dataobj), data)
+    # ... and as NIfTI, when asked
+    as_nifti = nib.load(save_like(scan.data > 0, scan, tmp_path / "m.nii.gz", dtype=np.uint8))
+    np.testing.assert_allclose(as_nifti.affine, aff, atol=1e-4)
+
+
+def test_analyze_pair_is_written_whole_and_not_clobbered(tmp_path):
+    data = np.rint(blob()).astype(np.int16)
+    nib.save(nib.Spm2AnalyzeImage(data, lps_oblique_affine()), tmp_path / "a.img")
+    scan = load_scan(tmp_path / "a.img")  # oblique: SPM's .mat carries the affine
+    out_dir = tmp_path / "out"
+    save_like(scan.data, scan, out_dir / "b.img")
+    assert only_entries(out_dir) == ["b.hdr", "b.img", "b.mat"]
+    np.testing.assert_allclose(nib.load(out_dir / "b.hdr").affine, lps_oblique_affine())
+    with pytest.raises(SkullstripError, match="b.(hdr|img|mat): already exists"):
+        save_like(scan.data, scan, out_dir / "b.hdr")
+    save_like(scan.data, scan, out_dir / "b.img", overwrite=True)
+    assert only_entries(out_dir) == ["b.hdr", "b.img", "b.mat"]  # no temporaries left
+
+
+@pytest.mark.parametrize("name", ["minc1_1_scale.mnc", "minc2_1_scale.mnc"])
+def test_minc_is_read_and_written_back_as_nifti(tmp_path, name):
+    src = Path(nib.__file__).parent / "tests" / "data" / name
+    if not src.exists():
+        pytest.skip("nibabel's test data is not installed")
+    if name.startswith("minc2"):
+        pytest.importorskip("h5py")
+    expected = nib.load(src)
+    scan = load_scan(src)
+    assert not scan.writes_own_format and scan.output_suffix == ".nii.gz"
+    np.testing.assert_allclose(scan.to_original(scan.data),
+                               np.asarray(expected.dataobj, np.float32), rtol=1e-6)
+    back = nib.load(save_like(scan.data, scan, tmp_path / "out.nii.gz", dtype=np.float32))
+    assert back.shape == expected.shape
+    np.testing.assert_allclose(back.affine, expected.affine, atol=1e-4)
+    with pytest.raises(ValueError, match="cannot write .mnc"):
+        save_like(scan.data, scan, tmp_path / "out.mnc")
+
+
+def test_loading_matches_nibabel_canonical(tmp_path):
+    """The one-copy reader gives what nibabel's own scaling and reorientation give."""
+    data = np.rint(blob() * 3).astype(np.int16)
+    img = nib.Nifti1Image(data, lps_oblique_affine())
+    img.header.set_slope_inter(0.5, -3.0)
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(img, path)
+    canonical = nib.as_closest_canonical(nib.load(path))
+    scan = load_scan(path)
+    np.testing.assert_allclose(scan.affine, canonical.affine)
+    np.testing.assert_allclose(scan.data, np.asarray(canonical.dataobj, np.float32), rtol=1e-6)
+    assert scan.data.dtype == np.float32 and scan.data.flags.c_contiguous
 
 
 def test_truncated_gzip(tmp_path):
@@ -77,14 +147,42 @@ def test_2d_and_4d(tmp_path):
     assert scan.image.shape == blob().shape
 
 
-def test_all_zero_and_nan(tmp_path):
+def test_all_zero(tmp_path):
     with pytest.raises(InvalidInputError, match="zeros.nii.gz: image is empty"):
         load_scan(write(tmp_path, np.zeros((8, 8, 8), np.float32), name="zeros.nii.gz"))
-    bad = blob()
-    bad[3, 3, 3] = np.nan
-    bad[4, 4, 4] = np.inf
-    with pytest.raises(InvalidInputError, match="nan.nii.gz: contains 2 NaN or infinite"):
-        load_scan(write(tmp_path, bad, name="nan.nii.gz"))
+
+
+def test_nan_outside_the_field_of_view_is_background(tmp_path):
+    data = blob() - 1000.0  # an offset background: the fill is its level, not 0
+    bad = data.copy()
+    bad[:5] = np.nan  # a resampled scan's missing edge
+    bad[6, 6, 6] = np.inf
+    n = 5 * 24 * 16 + 1
+    with pytest.warns(InputWarning, match=rf"nan.nii.gz: {n} NaN or infinite voxels \(25.0%\) "
+                                          r"treated as background \(-1000\)"):
+        scan = load_scan(write(tmp_path, bad, name="nan.nii.gz"))
+    assert scan.n_nonfinite == n and scan.background == -1000.0
+    assert np.isfinite(scan.data).all()
+    np.testing.assert_array_equal(scan.data[:5], -1000.0)
+    np.testing.assert_array_equal(scan.data[6:], np.where(np.isfinite(bad[6:]), bad[6:], -1000))
+    mostly = data.copy()
+    mostly[:11] = np.nan
+    with pytest.raises(InvalidInputError, match=r"mostly.nii.gz: 4224 of 7680 voxels \(55%\) are "
+                                                "NaN or infinite: more than half"):
+        load_scan(write(tmp_path, mostly, name="mostly.nii.gz"))
+    # A mask stays strict: one NaN voxel is an error.
+    good = load_scan(write(tmp_path, data, name="good.nii.gz"))
+    mask = (blob() > 0).astype(np.float32)
+    mask[3, 3, 3] = np.nan
+    with pytest.raises(InvalidInputError, match="m.nii.gz: contains 1 NaN or infinite"):
+        load_mask(write(tmp_path, mask, name="m.nii.gz"), good)
+
+
+def test_background_level_follows_offset_and_scale():
+    data = blob()
+    assert background_level(data) == 0.0
+    assert background_level(data - 1000) == -1000.0
+    assert background_level(data * 0.01 + 5) == pytest.approx(5.0)
 
 
 def test_singular_affine(tmp_path):
