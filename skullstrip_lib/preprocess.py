@@ -21,6 +21,7 @@ The steps, in the order the book teaches them:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -125,8 +126,11 @@ def head_mask(data: np.ndarray, zooms: Sequence[float] = (1.0, 1.0, 1.0)) -> np.
     for axis in range(3):
         fg |= np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(fg, axis, 0)],
                        axis=axis)
-    full = np.repeat(np.repeat(np.repeat(fg, step[0], 0), step[1], 1), step[2], 2)
-    return np.ascontiguousarray(full[: data.shape[0], : data.shape[1], : data.shape[2]])
+    # Back to the full grid by nearest neighbour, one axis at a time: each np.take
+    # writes exactly its output (no oversized repeat to crop and copy again).
+    for axis, (n, k) in enumerate(zip(data.shape, step, strict=True)):
+        fg = np.take(fg, np.arange(n) // k, axis=axis)
+    return fg
 
 
 # --------------------------------------------------------------------------- N4
@@ -559,12 +563,17 @@ def fit_model_grid(
 
 
 def _resample(data: np.ndarray, matrix: np.ndarray, out_shape: Sequence[int], order: int,
-              cval: float) -> np.ndarray:
-    return ndimage.affine_transform(
-        np.asarray(data, dtype=np.float32), matrix[:3, :3], matrix[:3, 3],
-        output_shape=tuple(out_shape), order=order, mode="constant", cval=cval,
-        prefilter=order > 1,
-    )
+              cval: float, output: np.ndarray | None = None) -> np.ndarray:
+    # A boolean mask goes in as a uint8 view (no float copy of the volume); the
+    # interpolation is computed in double precision either way, so 0/1 as bytes
+    # or as floats give the same float32 result.
+    data = data.view(np.uint8) if data.dtype == bool else np.asarray(data, dtype=np.float32)
+    if output is None:
+        output = np.empty(tuple(int(n) for n in out_shape), np.float32)
+    ndimage.affine_transform(data, matrix[:3, :3], matrix[:3, 3], output_shape=output.shape,
+                             output=output, order=order, mode="constant", cval=cval,
+                             prefilter=order > 1)
+    return output
 
 
 def to_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1, antialias: bool = True,
@@ -574,8 +583,9 @@ def to_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1, antialia
     Parameters
     ----------
     data : numpy.ndarray
-        Shape ``grid.source_shape``. For a mask, pass it as float: the result is
-        then the fraction of each model voxel inside the mask, to threshold at 0.5.
+        Shape ``grid.source_shape``. For a mask, pass it as float or bool: the
+        result is then the fraction of each model voxel inside the mask, to
+        threshold at 0.5 (a bool mask is read as bytes, without a float copy).
     grid : ModelGrid
         From :func:`fit_model_grid`.
     order : int
@@ -585,7 +595,10 @@ def to_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1, antialia
         Smooth before downsampling (Gaussian, sigma = (factor - 1) / 2 voxels)
         so that thin structures are averaged rather than skipped.
     cval : float
-        Value outside the scan's field of view.
+        Value outside the scan's field of view: for an image, its background
+        level (:func:`skullstrip_lib.io.background_level`, ``scan.background``),
+        so that the padding looks like the air around the head whatever the
+        scan's intensity offset; 0 for a mask.
 
     Returns
     -------
@@ -595,13 +608,14 @@ def to_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1, antialia
     if data.shape != grid.source_shape:
         raise ValueError(f"expected shape {grid.source_shape}, got {data.shape}")
     matrix = np.linalg.inv(grid.source_affine) @ grid.affine
-    data = np.asarray(data, dtype=np.float32)
     if antialias and order > 0:
         # Source voxels stepped per model voxel, along each source axis.
         factor = np.abs(matrix[:3, :3]).max(axis=1)
         sigma = np.maximum(0.0, (factor - 1.0) / 2.0)
         if np.any(sigma > 0):
-            data = ndimage.gaussian_filter(data, sigma, mode="nearest")
+            # Straight into float32 from any input type: one full-size array, no cast copy.
+            data = ndimage.gaussian_filter(data.view(np.uint8) if data.dtype == bool else data,
+                                           sigma, mode="nearest", output=np.float32)
     return _resample(data, matrix, grid.shape, order, cval)
 
 
@@ -639,7 +653,10 @@ def from_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1,
     if order != 1:
         raise ValueError("support needs linear interpolation (order=1)")
     hot = data >= support
-    out = np.full(grid.source_shape, cval, dtype=np.float32)
+    # np.zeros leaves the pages outside the box unwritten (the kernel's zero page):
+    # only the box costs memory, whatever the scan's size.
+    out = (np.zeros(grid.source_shape, np.float32) if cval == 0
+           else np.full(grid.source_shape, cval, dtype=np.float32))
     if not hot.any():
         return out
     first, last = bounding_box(hot)
@@ -651,7 +668,7 @@ def from_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1,
     shift = np.eye(4)
     shift[:3, 3] = start  # the box's first voxel is scan voxel `start`
     box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    out[box] = _resample(data, matrix @ shift, stop - start, order, cval)
+    _resample(data, matrix @ shift, stop - start, order, cval, output=out[box])  # in place
     return out
 
 
@@ -836,6 +853,14 @@ def prepare_input(scan: Scan,
     :func:`skullstrip_lib.inference.strip` (new scans) both call it, so a model
     always sees data prepared the same way.
 
+    Nothing here takes 0 for the background: the model grid beyond the scan's
+    field of view is padded with the scan's background level
+    (``scan.background``), and N4, whose gain model needs intensities measured
+    from the air, sees the scan minus that level. Every other step (head mask,
+    resampling, normalisation) is unchanged by an intensity offset or scale, so
+    ``data``, ``data - 1000`` and ``data * 0.01 + 5`` give the same input. For
+    most scans the background level is exactly 0 and nothing changes.
+
     Parameters
     ----------
     scan : Scan
@@ -853,19 +878,31 @@ def prepare_input(scan: Scan,
     Raises
     ------
     InvalidInputError
-        No head stands out from the background.
+        No head stands out from the background, or none the grid can be placed
+        on. The message names the file.
     """
     config = config or PreprocessConfig()
+    background = float(scan.background)
     try:
         head = head_mask(scan.data, scan.zooms)
     except ValueError as exc:
         raise InvalidInputError(scan.path, f"cannot find the head ({exc})") from None
-    corrected = _bias_correct(scan, head, config)
+    if not head.any():
+        raise InvalidInputError(scan.path, "cannot find the head (the head mask is empty)")
+    if config.n4 != "none" and background != 0:
+        shifted = nib.Nifti1Image(scan.data - np.float32(background), scan.affine)
+        corrected = _bias_correct(dataclasses.replace(scan, image=shifted, background=0.0),
+                                  head, config)
+        background = 0.0
+    else:
+        corrected = _bias_correct(scan, head, config)
     grid = fit_model_grid(scan.affine, scan.image.shape, head, shape=config.shape,
                           spacing=config.spacing)
-    image = to_model_grid(corrected, grid, order=1)
+    image = to_model_grid(corrected, grid, order=1, cval=background)
+    del corrected  # N4's full-size output, when there is one
     # The head mask is blocky anyway: no anti-aliasing needed on its way to the grid.
-    head_m = to_model_grid(head.astype(np.float32), grid, antialias=False) >= 0.5
+    head_m = to_model_grid(head, grid, antialias=False) >= 0.5
+    del head
     image = normalize_intensity(image, head_m, method=config.normalization,
                                 clip_percentiles=config.clip_percentiles)
     return image, grid
