@@ -193,13 +193,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .errors import InputWarning
     from .inference import strip
     from .viz import qc_overlay
 
-    results = strip(args.scans, args.output, args.model, qc=qc_overlay if args.qc else None,
-                    overwrite=args.overwrite, progress=not args.quiet)
+    def one_line(message, category, *rest, **kwargs):
+        # A worked-around input problem (NaN voxels, ...) is one line, like an error.
+        print(f"skullstrip predict: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = one_line
+        results = strip(args.scans, args.output, args.model,
+                        qc=qc_overlay if args.qc else None, overwrite=args.overwrite,
+                        progress=not args.quiet, check_volume=not args.no_volume_check)
     for r in results:
-        print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL")
+        note = f" ({r['format_note']})" if r["format_note"] else ""
+        print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL{note}")
     return 0
 
 
@@ -365,14 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="skull-strip scans: brain mask and brain, native space",
-                       description="For each scan write <name>_brainmask.nii.gz and "
-                                   "<name>_brain.nii.gz on the scan's own grid, with its affine, "
-                                   "qform/sform and data type. Runs on the CPU.")
-    p.add_argument("scans", nargs="+", help="NIfTI scans, or folders of them")
+                       description="For each scan write <name>_brainmask and <name>_brain on "
+                                   "the scan's own grid and in its format (NIfTI, MGH/MGZ, "
+                                   "Analyze; NIfTI for MINC, which cannot be written), with its "
+                                   "affine, header and data type. NaN voxels count as "
+                                   "background (with a warning); a mask that cannot be an adult "
+                                   "brain is an error. Runs on the CPU.")
+    p.add_argument("scans", nargs="+",
+                   help="scans (.nii, .nii.gz, .mgz, .mgh, .hdr/.img, .mnc), or folders of them")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--model", default="default",
                    help="bundled model name, model folder, or .onnx/.keras file")
     p.add_argument("--qc", action="store_true", help="also write an overlay PNG per scan")
+    p.add_argument("--no-volume-check", action="store_true",
+                   help="accept a brain mask outside the adult range (600-2600 mL) or empty: "
+                        "for children, animals or partial brains")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)

@@ -12,9 +12,10 @@ TensorFlow.
 (:func:`skullstrip_lib.preprocess.prepare_input`), run the network on the model
 grid, take the probability map back onto the scan's grid by linear
 interpolation, threshold, keep the largest connected component and fill holes.
-:func:`strip` wraps it for files: for each scan it writes
-``<name>_brainmask.nii.gz`` and ``<name>_brain.nii.gz`` with the scan's own
-shape, affine, qform/sform and data type.
+:func:`strip` wraps it for files: for each scan (NIfTI, MGH/MGZ, Analyze or
+MINC) it writes ``<name>_brainmask`` and ``<name>_brain`` in the scan's own
+format (NIfTI for MINC) with its shape, affine, header and data type, after
+checking that the scan can hold a head and that the mask can be a brain.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import InvalidInputError, MissingFileError, SkullstripError
-from .io import Scan, load_scan, save_like
+from .errors import ImplausibleMaskError, InvalidInputError, MissingFileError, SkullstripError
+from .io import SCAN_SUFFIXES, Scan, image_files, image_suffix, load_scan, save_like
 from .preprocess import (
     ModelGrid,
     PreprocessConfig,
@@ -40,6 +41,9 @@ from .preprocess import (
 )
 
 __all__ = [
+    "BRAIN_VOLUME_ML",
+    "MIN_FIELD_OF_VIEW_MM",
+    "MIN_VOXELS_PER_AXIS",
     "BrainModel",
     "bundled_models",
     "load_model",
@@ -51,6 +55,8 @@ __all__ = [
 ]
 
 MODEL_FILE, META_FILE = "model.onnx", "model.json"
+TTA_MODES = ("none", "flip_lr")
+"""Test-time augmentations a model's JSON may ask for (``"tta"``); see :class:`BrainModel`."""
 
 
 @dataclass
@@ -70,6 +76,11 @@ class BrainModel:
         Probability above which a voxel is brain.
     meta : dict
         Everything in the model's JSON (training data, scores, ...).
+    flip_lr : bool
+        Test-time augmentation: average the probabilities of the volume and of
+        its left-right mirror image (``"tta": "flip_lr"`` in the JSON). A brain
+        is nearly symmetric, so the mirror is a second, slightly different look
+        at the same head; averaging the two cancels part of each one's errors.
     """
 
     name: str
@@ -77,11 +88,20 @@ class BrainModel:
     run: Callable[[np.ndarray], np.ndarray]
     threshold: float = 0.5
     meta: dict = field(default_factory=dict)
+    flip_lr: bool = False
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Brain probability for one volume on the model grid, shape ``config.shape``."""
-        batch = np.ascontiguousarray(image, dtype=np.float32)[None, ..., None]
-        return np.asarray(self.run(batch), dtype=np.float32)[0, ..., 0]
+        """Brain probability for one volume on the model grid, shape ``config.shape``.
+
+        With :attr:`flip_lr`, the volume and its mirror (axis 0, R-L on the
+        RAS model grid) go through the network as one batch of two.
+        """
+        volume = np.ascontiguousarray(image, dtype=np.float32)
+        if not self.flip_lr:
+            return np.asarray(self.run(volume[None, ..., None]), dtype=np.float32)[0, ..., 0]
+        batch = np.stack([volume, volume[::-1]])[..., None]
+        out = np.asarray(self.run(batch), dtype=np.float32)[..., 0]
+        return 0.5 * (out[0] + out[1][::-1])
 
 
 def bundled_models() -> dict[str, Path]:
@@ -195,8 +215,13 @@ def load_model(model: str | os.PathLike = "default", *, device: str = "cpu") -> 
         run = _keras_runner(weights, device)
     else:
         raise InvalidInputError(weights, "expected a .onnx or .keras model file")
+    tta = meta.get("tta", "none")
+    if tta not in TTA_MODES:
+        raise InvalidInputError(meta_path, f"unknown test-time augmentation {tta!r} "
+                                f"(expected one of {', '.join(TTA_MODES)})")
     return BrainModel(name=str(model), config=config, run=run,
-                      threshold=float(meta.get("threshold", 0.5)), meta=meta)
+                      threshold=float(meta.get("threshold", 0.5)), meta=meta,
+                      flip_lr=tta == "flip_lr")
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
@@ -285,12 +310,37 @@ def probability_to_mask(probability: np.ndarray, grid: ModelGrid,
 
 
 def scan_name(path: str | os.PathLike) -> str:
-    """A scan's file name without ``.nii`` or ``.nii.gz``."""
+    """A scan's file name without its image ending.
+
+    The endings are :data:`skullstrip_lib.io.SCAN_SUFFIXES`: ``.nii.gz``,
+    ``.nii``, ``.mgz``, ``.mgh``, ``.hdr``, ``.img`` and ``.mnc``.
+
+    Examples
+    --------
+    >>> scan_name("/data/sub-01_T1w.nii.gz"), scan_name("T1.mgz"), scan_name("brain.hdr")
+    ('sub-01_T1w', 'T1', 'brain')
+    """
     name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in SCAN_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+BRAIN_VOLUME_ML = (600.0, 2600.0)
+"""Brain mask volumes an adult scan can give, in mL.
+
+Adult brain masks (brain and the CSF around it, as NFBS's) measure about
+1000-1800 mL; the bounds leave room for small or atrophied brains and for
+large heads or a generous mask. A mask outside them is a failed prediction (a
+wrong contrast, a scan that is not a head, a grid placed on the neck), not a
+result; ``strip(..., check_volume=False)`` accepts it for children or animals.
+"""
+MIN_FIELD_OF_VIEW_MM = 80.0
+"""A scan narrower than this along any voxel axis, in mm, cannot hold a whole head
+(a newborn's is about 90 mm wide)."""
+MIN_VOXELS_PER_AXIS = 16
+"""Fewer voxels than this along an axis cannot show a head (16 at 8 mm: 128 mm)."""
 
 
 def _expand(scans: Iterable[str | os.PathLike]) -> list[Path]:
@@ -298,10 +348,14 @@ def _expand(scans: Iterable[str | os.PathLike]) -> list[Path]:
     for s in scans:
         p = Path(s)
         if p.is_dir():
+            # An Analyze pair is one scan: list its header, not its .img as well.
             found = sorted(q for q in p.iterdir()
-                           if q.name.endswith((".nii", ".nii.gz")) and not q.name.startswith("."))
+                           if q.name.endswith(SCAN_SUFFIXES) and not q.name.startswith(".")
+                           and not (q.suffix == ".img" and q.with_suffix(".hdr").exists()))
             if not found:
-                raise MissingFileError(f"{p}: no .nii or .nii.gz scans in this folder")
+                endings = ", ".join(SCAN_SUFFIXES)
+                raise MissingFileError(f"{p}: no scans in this folder (no files ending in "
+                                       f"{endings})")
             out.extend(found)
         else:
             out.append(p)
@@ -310,9 +364,43 @@ def _expand(scans: Iterable[str | os.PathLike]) -> list[Path]:
 
 def _output_dtype(scan: Scan) -> np.dtype:
     # Scaled integer files (scl_slope != 1) hold non-integer values: write floats then.
+    # So do MINC files (integers scaled slice by slice), which go out as NIfTI anyway.
+    if not scan.writes_own_format:
+        return np.dtype(np.float32)
     slope, inter = scan.original_header.get_slope_inter()
     scaled = (slope is not None and slope != 1) or (inter is not None and inter != 0)
-    return np.dtype(np.float32) if scaled else scan.original_header.get_data_dtype()
+    return np.dtype(np.float32) if scaled else np.dtype(scan.original_header.get_data_dtype())
+
+
+def _check_field_of_view(scan: Scan) -> None:
+    """Refuse a scan too small, in mm or in voxels, to hold a head (one line naming it)."""
+    shape = scan.image.shape
+    extent = [n * z for n, z in zip(shape, scan.zooms, strict=True)]
+    if min(extent) < MIN_FIELD_OF_VIEW_MM or min(shape) < MIN_VOXELS_PER_AXIS:
+        size = " x ".join(f"{e:.0f}" for e in extent)
+        voxels = "x".join(str(n) for n in shape)
+        raise InvalidInputError(
+            scan.path, f"cannot be a head: its field of view is {size} mm ({voxels} voxels), "
+                       f"smaller than any head (at least {MIN_FIELD_OF_VIEW_MM:g} mm and "
+                       f"{MIN_VOXELS_PER_AXIS} voxels along each axis)")
+
+
+def _check_volume(path: Path, volume_ml: float) -> None:
+    lo, hi = BRAIN_VOLUME_ML
+    if volume_ml == 0:
+        raise ImplausibleMaskError(path, volume_ml, "the mask is empty: no brain was found")
+    if not lo <= volume_ml <= hi:
+        side = "below" if volume_ml < lo else "above"
+        raise ImplausibleMaskError(path, volume_ml, f"{side} the adult range of "
+                                                    f"{lo:.0f}-{hi:.0f} mL")
+
+
+def _brain(scan: Scan, mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    # The scan's voxels inside the mask, 0 outside, built in the on-disk type: no
+    # full-size float32 copy (or two, with rounding) on the way to the file.
+    brain = np.zeros(scan.image.shape, dtype.newbyteorder("="))
+    np.copyto(brain, scan.data, where=mask, casting="unsafe")
+    return brain
 
 
 def strip(
@@ -323,17 +411,29 @@ def strip(
     qc: Callable[..., Path] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    check_volume: bool = True,
 ) -> list[dict]:
-    """Skull-strip scans and write the mask and the brain in each scan's own space.
+    """Skull-strip scans and write the mask and the brain in each scan's own space and format.
+
+    Scans are read with :func:`skullstrip_lib.io.load_scan`: NIfTI, FreeSurfer
+    MGH/MGZ, Analyze and MINC. Outputs are written in the input's format, on
+    its grid (same shape, affine, orientation, header): ``T1.mgz`` gives
+    ``T1_brainmask.mgz`` and ``T1_brain.mgz``, ``T1.hdr`` an Analyze pair.
+    nibabel cannot write MINC, so a ``.mnc`` scan gets NIfTI outputs
+    (``T1_brainmask.nii.gz``; the result's ``format_note`` says so). NaN or
+    infinite voxels (at most half of the scan) count as background, with an
+    :class:`~skullstrip_lib.errors.InputWarning`. Intensity offsets do not
+    matter (see :func:`skullstrip_lib.preprocess.prepare_input`).
 
     Parameters
     ----------
     scans : path-like or iterable of path-like
-        NIfTI files, or folders whose ``.nii``/``.nii.gz`` files are all processed.
+        Scan files, or folders whose scans (files ending in
+        :data:`skullstrip_lib.io.SCAN_SUFFIXES`) are all processed.
     out_dir : path-like
-        Where ``<name>_brainmask.nii.gz`` (uint8) and ``<name>_brain.nii.gz``
-        (the scan's data type, zero outside the brain) go; with ``qc`` also
-        ``<name>_qc.png``.
+        Where ``<name>_brainmask<ext>`` (uint8) and ``<name>_brain<ext>`` (the
+        scan's data type, zero outside the brain) go, ``<ext>`` being the
+        scan's own ending; with ``qc`` also ``<name>_qc.png``.
     model : str, path-like or BrainModel
         See :func:`load_model`; the bundled default by default.
     qc : callable, optional
@@ -345,12 +445,28 @@ def strip(
         Replace existing outputs (otherwise an error, before any work).
     progress : bool
         Show a progress bar.
+    check_volume : bool
+        Refuse a mask that cannot be an adult brain: empty, or outside
+        :data:`BRAIN_VOLUME_ML` (600-2600 mL). Pass False for children,
+        animals or partial brains.
 
     Returns
     -------
     list of dict
-        Per scan: ``scan``, ``brainmask``, ``brain``, ``qc`` (paths), and
-        ``volume_ml`` (brain volume).
+        Per scan: ``scan``, ``brainmask``, ``brain``, ``qc`` (paths),
+        ``volume_ml`` (brain volume), ``nonfinite`` (NaN/inf voxels counted as
+        background) and ``format_note`` (why the outputs are not in the scan's
+        format, or None).
+
+    Raises
+    ------
+    InvalidInputError
+        A scan cannot be used (see :func:`skullstrip_lib.io.load_scan`), or is
+        too small to hold a head (:data:`MIN_FIELD_OF_VIEW_MM`,
+        :data:`MIN_VOXELS_PER_AXIS`).
+    ImplausibleMaskError
+        With ``check_volume``, a mask that cannot be a brain. Nothing is
+        written for that scan; earlier scans' outputs stay.
 
     Examples
     --------
@@ -364,15 +480,18 @@ def strip(
     targets = []
     for p in paths:
         name = scan_name(p)
-        t = {"scan": p, "brainmask": out_dir / f"{name}_brainmask.nii.gz",
-             "brain": out_dir / f"{name}_brain.nii.gz",
+        # MINC cannot be written: its results are NIfTI (known from the name, before reading).
+        ext = ".nii.gz" if image_suffix(p) == ".mnc" else image_suffix(p)
+        t = {"scan": p, "brainmask": out_dir / f"{name}_brainmask{ext}",
+             "brain": out_dir / f"{name}_brain{ext}",
              "qc": out_dir / f"{name}_qc.png" if qc is not None else None}
         if not overwrite:
             for key in ("brainmask", "brain", "qc"):
-                if t[key] is not None and t[key].exists():
-                    raise SkullstripError(f"{t[key]}: already exists (use overwrite to replace it)")
+                for f in image_files(t[key]) if t[key] is not None else ():
+                    if f.exists():
+                        raise SkullstripError(f"{f}: already exists (use overwrite to replace it)")
         targets.append(t)
-    names = [t["brainmask"] for t in targets]
+    names = [scan_name(t["brainmask"]) for t in targets]
     if len(set(names)) != len(names):
         raise SkullstripError("two scans have the same file name; their outputs would collide")
     if not isinstance(model, BrainModel):
@@ -381,14 +500,22 @@ def strip(
 
     results = []
     for t in tqdm(targets, desc="strip", unit="scan", disable=not progress or len(targets) < 2):
-        scan = load_scan(t["scan"])
+        scan = load_scan(t["scan"], keep_dtype=True)  # int16 stays int16: half the memory
+        if scan.output_suffix != image_suffix(t["brainmask"]):  # a format nibabel cannot write
+            raise SkullstripError(f"{t['scan']}: cannot write {image_suffix(t['brainmask'])} "
+                                  f"for a {scan.original_class.__name__} scan")
+        _check_field_of_view(scan)
         mask, _, _ = predict_mask(scan, model)
+        volume = float(np.count_nonzero(mask) * np.prod(scan.zooms) / 1000.0)
+        if check_volume:
+            _check_volume(t["scan"], volume)
         written = []
         try:
-            written.append(save_like(mask, scan, t["brainmask"], dtype=np.uint8,
-                                     overwrite=overwrite))
-            written.append(save_like(np.where(mask, scan.data, 0), scan, t["brain"],
-                                     dtype=_output_dtype(scan), overwrite=overwrite))
+            written.extend(image_files(save_like(mask, scan, t["brainmask"], dtype=np.uint8,
+                                                 overwrite=overwrite)))
+            dtype = _output_dtype(scan)
+            written.extend(image_files(save_like(_brain(scan, mask, dtype), scan, t["brain"],
+                                                 dtype=dtype, overwrite=overwrite)))
             if qc is not None:
                 written.append(qc(scan.data, mask, t["qc"], zooms=scan.zooms,
                                   title=t["scan"].name))
@@ -396,9 +523,9 @@ def strip(
             for w in written:  # all of a scan's outputs, or none
                 w.unlink(missing_ok=True)
             raise
-        volume = float(mask.sum() * np.prod(scan.zooms) / 1000.0)
+        note = None if scan.writes_own_format else (
+            f"{scan.original_class.__name__} cannot be written by nibabel: outputs are NIfTI")
         results.append({**{k: None if v is None else str(v) for k, v in t.items()},
-                        "volume_ml": volume})
+                        "volume_ml": volume, "nonfinite": scan.n_nonfinite,
+                        "format_note": note})
     return results
-
-

@@ -126,8 +126,9 @@ class Scan:
     path : pathlib.Path
         The file it was read from.
     image : nibabel.Nifti1Image
-        The scan in RAS voxel order, float32 data held in memory, shape ``(X, Y, Z)``.
-        Non-finite voxels hold ``background``.
+        The scan in RAS voxel order, float32 data held in memory (the file's
+        integer type with ``load_scan(..., keep_dtype=True)``), shape
+        ``(X, Y, Z)``. Non-finite voxels hold ``background``.
     original_header : nibabel header
         A copy of the file's header (data type, qform/sform and their codes for
         NIfTI; the header of its own format otherwise).
@@ -155,7 +156,7 @@ class Scan:
 
     @property
     def data(self) -> np.ndarray:
-        """The RAS voxel array, float32, shape ``(X, Y, Z)``."""
+        """The RAS voxel array, float32 (see ``keep_dtype``), shape ``(X, Y, Z)``."""
         return np.asanyarray(self.image.dataobj)
 
     @property
@@ -232,12 +233,13 @@ def _shape_3d(img: nib.spatialimages.SpatialImage, path: Path) -> tuple[int, int
 
 
 def _read_ras(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int],
-              path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The voxels as float32 in RAS order, the RAS affine, and whether NaN/inf can occur.
+              path: Path, keep_dtype: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The voxels in RAS order, the RAS affine, and whether NaN/inf can occur.
 
     The file's own data type is read (int16 is half the size of float32) and
     converted once, straight into a C-ordered RAS array: one float32 copy of the
-    volume, not three (scaled, reoriented, made contiguous).
+    volume, not three (scaled, reoriented, made contiguous). With
+    ``keep_dtype`` an unscaled integer file keeps its type (native byte order).
     """
     proxy = img.dataobj
     try:
@@ -257,7 +259,9 @@ def _read_ras(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int],
     else:  # what nibabel.as_closest_canonical does, as a view
         view = apply_orientation(raw, ornt)
         affine = img.affine @ inv_ornt_aff(ornt, shape)
-    data = np.empty(view.shape, np.float32)
+    scaled = slope != 1.0 or inter != 0.0
+    keep = keep_dtype and raw.dtype.kind in "iu" and not scaled
+    data = np.empty(view.shape, raw.dtype.newbyteorder("=") if keep else np.float32)
     np.copyto(data, view, casting="unsafe")
     floats = raw.dtype.kind == "f"
     del raw, view
@@ -310,7 +314,7 @@ def background_level(data: np.ndarray) -> float:
     return float(np.percentile(values, BACKGROUND_PERCENTILE))
 
 
-def load_scan(path: str | os.PathLike) -> Scan:
+def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False) -> Scan:
     """Read a 3D scan, check it, and reorient it to RAS.
 
     Parameters
@@ -319,11 +323,18 @@ def load_scan(path: str | os.PathLike) -> Scan:
         A NIfTI (``.nii``, ``.nii.gz``), FreeSurfer (``.mgz``, ``.mgh``),
         Analyze (``.hdr``/``.img``) or MINC (``.mnc``; MINC2 needs h5py) file
         holding one 3D volume (a 4D file with a single volume is accepted).
+    keep_dtype : bool
+        Keep the voxels of an unscaled integer file in its type (``Scan.data``
+        is then e.g. int16, half the memory of float32; cast before arithmetic
+        that could overflow). Scaled and float files are float32 either way.
+        What :func:`skullstrip_lib.inference.strip` uses: preprocessing gives the
+        same result for both.
 
     Returns
     -------
     Scan
-        The scan in RAS voxel order (float32) with its original class and header kept.
+        The scan in RAS voxel order (float32 unless ``keep_dtype``) with its
+        original class and header kept.
 
     Raises
     ------
@@ -346,14 +357,15 @@ def load_scan(path: str | os.PathLike) -> Scan:
     >>> nib.aff2axcodes(scan.affine)  # doctest: +SKIP
     ('R', 'A', 'S')
     """
-    return _load(Path(path), constant_ok=False, nonfinite_ok=True)
+    return _load(Path(path), constant_ok=False, nonfinite_ok=True, keep_dtype=keep_dtype)
 
 
-def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool) -> Scan:
+def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,
+          keep_dtype: bool = False) -> Scan:
     img = _read_image(path)
     shape = _shape_3d(img, path)
     _check_affine(img.affine, path)
-    data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path)
+    data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path, keep_dtype)
     n_bad, finite = 0, None
     if maybe_nonfinite:
         finite = np.isfinite(data)

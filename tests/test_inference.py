@@ -174,7 +174,8 @@ def test_folder_input_and_collisions(tmp_path):
     with pytest.raises(SkullstripError, match="already exists"):
         inference.strip(tmp_path / "in", tmp_path / "out", progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingFileError, match="no .nii or .nii.gz scans"):
+    with pytest.raises(MissingFileError,
+                       match=r"empty: no scans in this folder \(no files ending in .nii.gz, .nii"):
         inference.strip(tmp_path / "empty", tmp_path / "out2", progress=False)
 
 
