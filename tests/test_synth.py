@@ -240,6 +240,74 @@ def test_neck_false_removes_the_neck():
     assert (arrays(without)[0][:, :, low] > 50).sum() < 20
 
 
+def test_mixed_contrast_draws_each_tissue_on_its_own():
+    rng = np.random.default_rng(1)
+    draws = [synth._draw_tissues(rng, "mixed") for _ in range(200)]
+    # No fixed order between the brain's tissues: each ordering of WM, GM, CSF occurs.
+    orders = {tuple(np.argsort([d["wm"], d["gm"], d["csf"]])) for d in draws}
+    assert len(orders) == 6
+    assert all(d["air"] < min(v for k, v in d.items() if k != "air") for d in draws)
+
+
+def test_scale_sets_the_brain_volume():
+    kw = {**MEDIUM, "atrophy": 0.0}
+    small = arrays(synth.make_head(2, 0, **kw, scale=0.85))[1].sum()
+    large = arrays(synth.make_head(2, 0, **kw, scale=1.0))[1].sum()
+    # Volume grows with the cube of the linear size (same per-axis draws, same warp).
+    assert large / small == pytest.approx((1.0 / 0.85) ** 3, rel=0.03)
+    vox_ml = np.prod(MEDIUM["voxel_size"]) / 1000
+    assert 1700 < large * vox_ml < 2100  # MNI152's mask: 1883 mL
+
+
+def test_atrophy_widens_csf_but_keeps_the_mask():
+    young = synth.make_head(2, 0, **MEDIUM, atrophy=0.0, noise_level=0.0, bias_strength=0.0)
+    old = synth.make_head(2, 0, **MEDIUM, atrophy=1.0, noise_level=0.0, bias_strength=0.0)
+    t_young, m_young, _ = arrays(young)
+    t_old, m_old, _ = arrays(old)
+    np.testing.assert_array_equal(m_young, m_old)  # the envelope keeps the CSF inside
+    inside = m_young > 0
+    # T1: CSF is dark. More of the mask is CSF-dark with atrophy.
+    dark = np.percentile(t_young[inside], 10)
+    assert (t_old[inside] < dark).mean() > 1.6 * (t_young[inside] < dark).mean()
+
+
+def test_slice_thickness_blurs_through_plane_only():
+    kw = {**MEDIUM, "noise_level": 0.0, "bias_strength": 0.0, "blur_mm": 0.0}
+    sharp = arrays(synth.make_head(3, 0, **kw))[0].astype(float)
+    thick = arrays(synth.make_head(3, 0, **kw, slice_mm=6.0))[0].astype(float)
+
+    def edges(a, axis):
+        return np.abs(np.diff(a, axis=axis)).mean()
+
+    # Through-plane detail is lost far more than in-plane detail (which the 3D anatomy
+    # averaged along z blurs a little too).
+    kept = [edges(thick, axis) / edges(sharp, axis) for axis in range(3)]
+    assert kept[2] < 0.7 and kept[2] < min(kept[0], kept[1]) - 0.12
+
+
+def test_gamma_bends_the_contrast():
+    kw = {**MEDIUM, "noise_level": 0.0}
+    base, mask, _ = arrays(synth.make_head(3, 0, **kw, contrast="random", gamma=1.0))
+    bent = arrays(synth.make_head(3, 0, **kw, contrast="random", gamma=2.0))[0]
+    inside = mask > 0
+    # The same order of voxels, other spacing: rank correlation ~1, linear correlation less.
+    a, b = base[inside].astype(float), bent[inside].astype(float)
+    assert np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1] > 0.99
+    assert not np.allclose(b / b.max(), a / a.max(), atol=0.05)
+
+
+def test_mask_reaches_the_foramen_magnum_and_no_lower():
+    tmpl = synth._template()
+    lev = tmpl.levels[0]
+    z = lev.origin[2] + np.nonzero(lev.mask.any(axis=(0, 1)))[0]
+    assert z.min() == pytest.approx(synth.BRAINSTEM_CUT_MM, abs=1.0)
+
+
+def test_tilt_and_atrophy_are_checked():
+    with pytest.raises(ValueError, match="atrophy"):
+        synth.make_head(0, 0, **SMALL, atrophy=1.5)
+
+
 def test_grid_outside_head_is_empty():
     head = synth.make_head(0, 0, shape=(8, 8, 8), voxel_size=(2, 2, 2), center_mm=(500, 0, 0))
     t1w, mask, _ = arrays(head)

@@ -231,3 +231,74 @@ def montage_index(index, *, plane: str = "axial", ncols: int = 6, max_subjects: 
         zooms.append(scan.zooms)
     return montage(images, masks, titles=titles, plane=plane, ncols=ncols, zooms=zooms,
                    mask_color=mask_color)
+
+
+def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike, *,
+                           mask_color: str = "tab:red"):
+    """What a brain mask includes: the mid-sagittal slice, the vertex and the skull base.
+
+    Three views of one subject with the mask outlined: the mid-sagittal slice
+    (with the mask's lowest axial level dashed: where the brainstem is cut), a
+    close-up of the top of the head (the sulcal CSF inside the outline; the CSF
+    outside the brain's envelope, the dura and the skull outside), and the
+    coronal slice through the brainstem (cerebellum and brainstem inside).
+
+    Parameters
+    ----------
+    t1w, brainmask : path-like
+        A scan and its mask (read with :func:`skullstrip_lib.io.load_scan` and
+        :func:`skullstrip_lib.io.load_mask`, so shown in RAS: left of the
+        picture is the subject's posterior (sagittal) or right (coronal,
+        radiological convention)).
+    mask_color : str
+        Outline colour.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from ..io import load_mask, load_scan
+    from ..viz import pyplot
+
+    plt = pyplot()
+    scan = load_scan(t1w)
+    mask = load_mask(brainmask, scan)
+    zx, zy, zz = scan.zooms
+    cx, _, _ = mask_centre(mask, mask.shape)
+    sag, sag_m = scan.data[cx], mask[cx]  # (y, z)
+    zs = np.nonzero(mask.any(axis=(0, 1)))[0]
+    bottom, top = int(zs.min()), int(zs.max())
+    # Coronal slice through the lowest part of the mask: the brainstem.
+    low = mask[:, :, bottom: bottom + max(2, round(10 / zz))]
+    cy = int(np.nonzero(low.any(axis=(0, 2)))[0].mean())
+    cor, cor_m = scan.data[:, cy], mask[:, cy]  # (x, z)
+    lo, hi = np.percentile(scan.data[mask], (1, 99.5))
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+
+    def show(ax, img, msk, aspect, title, flip_x=False):
+        img, msk = img.T, msk.T  # rows: z (superior up with origin="lower")
+        if flip_x:  # radiological: the subject's right on the viewer's left
+            img, msk = img[:, ::-1], msk[:, ::-1]
+        ax.imshow(img, cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=aspect)
+        ax.contour(msk, [0.5], colors=mask_color, linewidths=0.9)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    show(axes[0], sag, sag_m, zz / zy, "mid-sagittal (P left, A right)")
+    axes[0].axhline(bottom, color="gold", ls="--", lw=1)
+    axes[0].text(2, bottom + 2, "lowest mask slice: brainstem cut", color="gold", fontsize=8,
+                 va="bottom")
+    # The vertex: the top 45 mm of the mask and 10 mm above it, 90 mm wide.
+    ys = np.nonzero(sag_m.any(axis=1))[0]
+    ymid = int(ys.mean())
+    half = round(45 / zy)
+    z0, z1 = max(top - round(45 / zz), 0), min(top + round(12 / zz), sag.shape[1])
+    y0, y1 = max(ymid - half, 0), min(ymid + half, sag.shape[0])
+    show(axes[1], sag[y0:y1, z0:z1], sag_m[y0:y1, z0:z1], zz / zy,
+         "the vertex, close up: sulcal CSF inside;\nouter CSF, dura, skull outside")
+    show(axes[2], cor, cor_m, zz / zx,
+         "coronal through the brainstem (R left, L right)", flip_x=True)
+    fig.tight_layout()
+    return fig

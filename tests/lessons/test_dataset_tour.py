@@ -98,3 +98,20 @@ def test_montage_index_shows_every_subject(small_dataset):
     with pytest.raises(ValueError, match="plane"):
         tour.montage_index(index, plane="oblique")
     matplotlib.pyplot.close("all")
+
+
+def test_mask_convention_figure_marks_the_brainstem_cut(tmp_path):
+    from skullstrip_lib.synth import make_head
+
+    head = make_head(1, 0, shape=(96, 112, 96), voxel_size=(2.0, 2.0, 2.0))
+    nib.save(head.t1w, tmp_path / "t1w.nii.gz")
+    nib.save(head.brainmask, tmp_path / "mask.nii.gz")
+    fig = tour.mask_convention_figure(tmp_path / "t1w.nii.gz", tmp_path / "mask.nii.gz")
+    assert len(fig.axes) == 3
+    # The dashed line sits on the mask's lowest axial slice (RAS: axis 2).
+    mask = np.asarray(nib.as_closest_canonical(head.brainmask).dataobj) > 0
+    lowest = np.nonzero(mask.any(axis=(0, 1)))[0].min()
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert line.get_ydata()[0] == lowest
+    # Every panel outlines the mask.
+    assert all(ax.collections for ax in fig.axes)
