@@ -65,6 +65,7 @@ __all__ = [
     "prepare_data",
     "resolve_config",
     "train",
+    "training_index",
 ]
 
 
@@ -287,6 +288,23 @@ def _synthetic_index(config: TrainConfig, cache: Path, progress: bool) -> pd.Dat
     return index.assign(split=index["subject"].map(split))
 
 
+def training_index(config: TrainConfig, *, progress: bool = True) -> pd.DataFrame:
+    """The index (subjects, files, split) a configuration trains from.
+
+    ``config.data`` read (an index CSV) or indexed with ``config.split_seed``
+    (a data folder); or, without data, its synthetic heads, written under
+    ``<data dir>/cache/`` if they are not there yet and split over all groups.
+    The same index the TFRecords of :func:`prepare_data` are made from, so
+    its ``val`` and ``test`` subjects are the run's.
+    """
+    from .datasets import get_data_dir, index_dataset, read_index
+
+    if config.data is None:
+        return _synthetic_index(config, get_data_dir() / "cache", progress)
+    src = Path(config.data)
+    return index_dataset(src, seed=config.split_seed) if src.is_dir() else read_index(src)
+
+
 def prepare_data(config: TrainConfig, *, progress: bool = True) -> Path:
     """Make (or reuse) the TFRecords a configuration trains on.
 
@@ -301,15 +319,11 @@ def prepare_data(config: TrainConfig, *, progress: bool = True) -> Path:
     """
 
     from .data import write_tfrecords
-    from .datasets import get_data_dir, index_dataset, read_index
+    from .datasets import get_data_dir
     from .workflow import run_preprocessing
 
     cache = get_data_dir() / "cache"
-    if config.data is None:
-        index = _synthetic_index(config, cache, progress)
-    else:
-        src = Path(config.data)
-        index = index_dataset(src, seed=config.split_seed) if src.is_dir() else read_index(src)
+    index = training_index(config, progress=progress)
     key = settings_key(sorted(index[["subject", "t1w", "split"]].astype(str).values.tolist()),
                        config.preprocess, __version__)
     tf_dir = cache / f"tfrecords-{key}"
@@ -894,7 +908,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-               checkpoint: str = "best.keras", overwrite: bool = True) -> Path:
+               checkpoint: str = "best.keras", overwrite: bool = True,
+               tta: str = "flip_lr") -> Path:
     """Export a run's checkpoint to ONNX with the description inference needs.
 
     Parameters
@@ -907,11 +922,16 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         ``best.keras`` or ``last.keras``.
     overwrite : bool
         Replace an existing export.
+    tta : {"flip_lr", "none"}
+        Test-time augmentation inference will use
+        (:class:`skullstrip_lib.inference.BrainModel`). Training flips heads
+        left-right, so the mirror image is in the network's domain.
 
     Returns
     -------
     pathlib.Path
-        ``out_dir``.
+        ``out_dir``. Its threshold is 0.5 until calibrated
+        (:func:`skullstrip_lib.evaluate.calibrate_threshold`).
     """
     import keras
     import pandas as pd
@@ -940,6 +960,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         "format": 1,
         "preprocess": config.preprocess.to_dict(),
         "threshold": 0.5,
+        "tta": tta,
         "network": {k: v for k, v in describe_model(model, config.preprocess.spacing).items()
                     if k != "input_shape"},
         "training": {"profile": config.profile, "epochs": len(log) if log is not None else 0,
