@@ -12,7 +12,8 @@ WORKERS ?= 2
 SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
-.PHONY: setup test test-fast book student-edition colab-edition demo bench lint clean default-model
+.PHONY: setup test test-fast book student-edition colab-edition demo bench bench-families lint \
+	clean default-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
@@ -64,6 +65,12 @@ bench: setup
 	$(BIN)/python benchmarks/bench_training.py --markdown
 	$(BIN)/python benchmarks/bench_input_pipeline.py
 	$(BIN)/python benchmarks/bench_fetch.py
+	$(MAKE) bench-families
+
+# Held-out synthetic families (settings and seeds no training group uses): what the
+# bundled model is chosen by, and the README's accuracy table. About 15 minutes on 2 cores.
+bench-families: setup
+	$(BIN)/python benchmarks/bench_families.py --markdown
 
 # The bundled default model, reproducibly: train with the "default" profile, export
 # it into the package. About 40 minutes on 2 CPU cores (most of it training).
