@@ -44,6 +44,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.minc1 import MincError
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from .errors import (
@@ -211,8 +212,8 @@ def _read_image(path: Path) -> nib.spatialimages.SpatialImage:
         img = nib.load(path)
     except nib.filebasedimages.ImageFileError:
         raise InvalidInputError(path, f"not a {KINDS} image (nibabel cannot read it)") from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, KeyError,
-            TypeError) as exc:
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, KeyError, TypeError,
+            AttributeError, MincError) as exc:  # the last two: a malformed MINC file
         raise InvalidInputError(path, f"unreadable or corrupt image header ({exc})") from None
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise InvalidInputError(path, f"not a {KINDS} image (read as {type(img).__name__})")
