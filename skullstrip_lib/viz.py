@@ -2,6 +2,19 @@
 
 matplotlib is imported inside the functions (with the non-interactive Agg
 backend when no display is set up), so importing this module is cheap.
+
+Display convention. Every slice of an RAS volume (voxel axes towards the
+subject's Right, Anterior, Superior) is drawn as ``imshow(slice.T,
+origin="lower")``: the slice's first remaining axis runs left to right on the
+screen, its second from bottom to top. So the pictures are in the
+*neurological* convention: in axial and coronal views the subject's **right is
+on the viewer's right** (and the subject's left on the viewer's left); axial
+views are seen from above with anterior at the top, coronal views from the front
+with superior at the top, sagittal views from the subject's left with anterior
+on the right and superior at the top. (Radiological displays, e.g. most
+scanner consoles, mirror left and right.) :func:`label_orientation` writes these
+letters (R/L, A/P, S/I) on the image edges, and every three-plane view here
+does so.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from .io import atomic_path
 __all__ = [
     "compare_masks",
     "figure_png",
+    "label_orientation",
     "mask_centre",
     "montage",
     "plane_axis",
@@ -51,6 +65,71 @@ def plane_axis(plane: str) -> int:
     return planes.index(plane)
 
 
+# Letters on the (left, right, bottom, top) edges of a slice drawn as imshow(slice.T,
+# origin="lower") from an RAS volume: the first remaining voxel axis runs left to right.
+ORIENTATION_LABELS = {
+    "sagittal": ("P", "A", "I", "S"),  # columns: y (posterior -> anterior); rows: z
+    "coronal": ("L", "R", "I", "S"),   # columns: x (left -> right); rows: z
+    "axial": ("L", "R", "P", "A"),     # columns: x; rows: y (posterior -> anterior)
+}
+
+
+def label_orientation(ax, plane: str, *, flip_lr: bool = False, fontsize: float = 7,
+                      color: str = "white") -> dict[str, str]:
+    """Write the anatomical direction of each edge (R/L, A/P, S/I) on a slice.
+
+    For a slice of an RAS volume drawn with ``imshow(slice.T, origin="lower")``,
+    as every view of this module draws it (see the module's note on the display
+    convention): the subject's right is on the viewer's right in axial and
+    coronal views, anterior on the right in sagittal views.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes holding the slice.
+    plane : {"sagittal", "coronal", "axial"}
+        Which plane the slice is.
+    flip_lr : bool
+        The slice was mirrored left-right before drawing (e.g. a radiological
+        view, ``slice.T[:, ::-1]``): swap the left and right letters.
+    fontsize : float
+        Size of the letters, points.
+    color : str
+        Their colour (with a thin black outline, legible on any grey level).
+
+    Returns
+    -------
+    dict
+        ``{"left": letter, "right": letter, "bottom": letter, "top": letter}``.
+        The letters are Text artists of ``ax`` with ``gid`` ``"orientation-<edge>"``.
+
+    Examples
+    --------
+    >>> plt = pyplot()
+    >>> fig, ax = plt.subplots()
+    >>> label_orientation(ax, "axial")
+    {'left': 'L', 'right': 'R', 'bottom': 'P', 'top': 'A'}
+    >>> label_orientation(ax, "coronal", flip_lr=True)["left"]  # radiological
+    'R'
+    >>> plt.close(fig)
+    """
+    import matplotlib.patheffects as pe
+
+    plane_axis(plane)  # validates the name
+    left, right, bottom, top = ORIENTATION_LABELS[plane]
+    if flip_lr:
+        left, right = right, left
+    letters = {"left": left, "right": right, "bottom": bottom, "top": top}
+    places = {"left": (0.02, 0.5, "left", "center"), "right": (0.98, 0.5, "right", "center"),
+              "bottom": (0.5, 0.02, "center", "bottom"), "top": (0.5, 0.98, "center", "top")}
+    for edge, letter in letters.items():
+        x, y, ha, va = places[edge]
+        ax.text(x, y, letter, transform=ax.transAxes, ha=ha, va=va, fontsize=fontsize,
+                color=color, fontweight="bold", gid=f"orientation-{edge}",
+                path_effects=[pe.withStroke(linewidth=1.5, foreground="black")])
+    return letters
+
+
 def mask_centre(mask: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int, int]:
     """The voxel at the mask's centre of mass (rounded), or the grid's centre without a mask."""
     if mask is not None and mask.any():
@@ -83,6 +162,8 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
     Returns
     -------
     matplotlib.figure.Figure
+        Each panel carries its orientation letters (:func:`label_orientation`):
+        neurological convention, the subject's right on the viewer's right.
     """
     plt = pyplot()
     if axes is None:
@@ -103,6 +184,7 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
             ax.contour(ms.T.astype(float), levels=[0.5], colors=mask_color, linewidths=1.0)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
+        label_orientation(ax, name)
     if title:
         axes[0].set_title(f"{title}\nsagittal", fontsize=9)
     return fig
@@ -163,6 +245,7 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     Returns
     -------
     matplotlib.figure.Figure
+        Each panel carries its orientation letters (:func:`label_orientation`).
     """
     axis = plane_axis(plane)
     plt = pyplot()
@@ -189,6 +272,7 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
                 ax.contour(ms.T.astype(float), levels=[0.5], colors=mask_color, linewidths=0.8)
         if titles is not None:
             ax.set_title(titles[a], fontsize=9)
+        label_orientation(ax, plane)
     fig.tight_layout()
     return fig
 
@@ -215,7 +299,8 @@ def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
     -------
     ipywidgets.VBox
         Three sliders (sagittal x, coronal y, axial z; in voxels) and the figure
-        (an ``ipywidgets.Image`` redrawn as PNG when a slider moves).
+        (an ``ipywidgets.Image`` redrawn as PNG when a slider moves), drawn by
+        :func:`show_planes`, orientation letters included.
     """
     import ipywidgets as widgets
 
@@ -314,7 +399,8 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
     """Three planes with two masks outlined: the reference in green, a prediction in red.
 
     Where the two outlines part, the prediction is wrong: red outside green
-    keeps non-brain, red inside green cuts brain away.
+    keeps non-brain, red inside green cuts brain away. Drawn by
+    :func:`show_planes`, orientation letters included.
 
     Parameters
     ----------

@@ -249,7 +249,9 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
         A scan and its mask (read with :func:`skullstrip_lib.io.load_scan` and
         :func:`skullstrip_lib.io.load_mask`, so shown in RAS: left of the
         picture is the subject's posterior (sagittal) or right (coronal,
-        radiological convention)).
+        radiological convention: this figure mirrors its coronal panel, unlike
+        :mod:`skullstrip_lib.viz`, whose views are neurological)). Each panel
+        carries its orientation letters (:func:`skullstrip_lib.viz.label_orientation`).
     mask_color : str
         Outline colour.
 
@@ -258,7 +260,7 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
     matplotlib.figure.Figure
     """
     from ..io import load_mask, load_scan
-    from ..viz import pyplot
+    from ..viz import label_orientation, pyplot
 
     plt = pyplot()
     scan = load_scan(t1w)
@@ -276,7 +278,7 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
 
-    def show(ax, img, msk, aspect, title, flip_x=False):
+    def show(ax, img, msk, aspect, title, plane, flip_x=False):
         img, msk = img.T, msk.T  # rows: z (superior up with origin="lower")
         if flip_x:  # radiological: the subject's right on the viewer's left
             img, msk = img[:, ::-1], msk[:, ::-1]
@@ -285,8 +287,9 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+        label_orientation(ax, plane, flip_lr=flip_x)
 
-    show(axes[0], sag, sag_m, zz / zy, "mid-sagittal (P left, A right)")
+    show(axes[0], sag, sag_m, zz / zy, "mid-sagittal (P left, A right)", "sagittal")
     axes[0].axhline(bottom, color="gold", ls="--", lw=1)
     axes[0].text(2, bottom + 2, "lowest mask slice: brainstem cut", color="gold", fontsize=8,
                  va="bottom")
@@ -297,8 +300,9 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
     z0, z1 = max(top - round(45 / zz), 0), min(top + round(12 / zz), sag.shape[1])
     y0, y1 = max(ymid - half, 0), min(ymid + half, sag.shape[0])
     show(axes[1], sag[y0:y1, z0:z1], sag_m[y0:y1, z0:z1], zz / zy,
-         "the vertex, close up: sulcal CSF inside;\nouter CSF, dura, skull outside")
+         "the vertex, close up: sulcal CSF inside;\nouter CSF, dura, skull outside",
+         "sagittal")
     show(axes[2], cor, cor_m, zz / zx,
-         "coronal through the brainstem (R left, L right)", flip_x=True)
+         "coronal through the brainstem (R left, L right)", "coronal", flip_x=True)
     fig.tight_layout()
     return fig

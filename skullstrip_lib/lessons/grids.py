@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from ..preprocess import ModelGrid, box_corners, from_model_grid, to_model_grid
-from ..viz import plane_axis, pyplot, show_planes
+from ..viz import label_orientation, plane_axis, pyplot, show_planes
 
 
 def grid_box_in_source(grid: ModelGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +217,7 @@ def compare_zoomed(volumes: Sequence[np.ndarray], affines: Sequence[np.ndarray],
         ax.set_ylim(point[r1] - half, point[r1] + half)
         ax.set_xticks([])
         ax.set_yticks([])
+        label_orientation(ax, plane)
         if titles is not None:
             ax.set_title(titles[p], fontsize=9)
     fig.tight_layout()
