@@ -15,11 +15,22 @@ and an inversion-recovery sequence (FLAIR) with inversion time TI gives
 :math:`S = PD\\,\\lvert 1 - 2e^{-TI/T1} + e^{-TR/T1}\\rvert\\, e^{-TE/T2}`
 (magnitude image, perfect pulses, TE ≪ TR).
 
-:data:`TISSUES` holds typical relaxation times of grey matter, white matter,
-CSF and fat at 1.5 T and 3 T: rounded, approximate values in the range the
-literature reports (published measurements differ by 10-20 % and more between
-studies, methods and brain regions). They are meant to reproduce the familiar
-contrasts, not to simulate a particular scanner.
+The spin-echo equation assumes a 90°-180° spin echo repeated every TR, with
+TE much shorter than TR and the transverse magnetisation fully decayed before
+each excitation (TR much longer than T2, or spoiled); mono-exponential T1 and
+T2 relaxation; no flow, diffusion or magnetisation-transfer effects; and PD
+constant within a tissue. A gradient echo would decay with T2* instead of T2.
+
+:data:`TISSUES` holds relaxation times of white matter, grey matter, CSF and
+fat at 1.5 T and 3 T, each from a cited measurement (:data:`SOURCES` says which
+value comes from where). Published values differ by 10-20 % and more between
+studies, methods and brain regions: they reproduce the familiar contrasts, not
+a particular scanner. NFBS was acquired at 3 T.
+
+NFBS's T1-weighted heads are MPRAGE scans (:data:`NFBS_MPRAGE`):
+:func:`inversion_recovery_mz` and :func:`mprage_contrast` give the
+longitudinal magnetisation after an inversion and a simple model of the
+MPRAGE contrast, and :func:`inversion_recovery_curves` draws them.
 
 :func:`load_tissue_maps` gives GM, WM and CSF fractions of a real brain (the
 MNI152 2009 template bundled with nilearn, 1 mm) so that
@@ -35,10 +46,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..viz import figure_png, pyplot
+from ..viz import figure_png, label_orientation, pyplot
 
 __all__ = [
     "FIELD_STRENGTHS",
+    "NFBS_MPRAGE",
+    "SOURCES",
     "TISSUES",
     "WEIGHTINGS",
     "Tissue",
@@ -46,8 +59,11 @@ __all__ = [
     "best_tr",
     "contrast",
     "display_range",
+    "inversion_recovery_curves",
+    "inversion_recovery_mz",
     "inversion_recovery_signal",
     "load_tissue_maps",
+    "mprage_contrast",
     "null_inversion_time",
     "paint_contrast",
     "sequence_explorer",
@@ -80,30 +96,52 @@ FIELD_STRENGTHS = ("1.5T", "3T")
 
 TISSUES: dict[str, dict[str, Tissue]] = {
     "1.5T": {
-        "wm": Tissue(pd=0.70, t1_ms=800.0, t2_ms=75.0),
-        "gm": Tissue(pd=0.80, t1_ms=1150.0, t2_ms=95.0),
-        "csf": Tissue(pd=1.00, t1_ms=4000.0, t2_ms=2000.0),
-        "fat": Tissue(pd=0.90, t1_ms=270.0, t2_ms=85.0),
+        "wm": Tissue(pd=0.70, t1_ms=884.0, t2_ms=72.0),
+        "gm": Tissue(pd=0.80, t1_ms=1124.0, t2_ms=95.0),
+        "csf": Tissue(pd=1.00, t1_ms=4300.0, t2_ms=1790.0),
+        "fat": Tissue(pd=0.90, t1_ms=343.0, t2_ms=58.0),
     },
     "3T": {
-        "wm": Tissue(pd=0.70, t1_ms=1100.0, t2_ms=70.0),
-        "gm": Tissue(pd=0.80, t1_ms=1700.0, t2_ms=90.0),
-        "csf": Tissue(pd=1.00, t1_ms=4200.0, t2_ms=2000.0),
-        "fat": Tissue(pd=0.90, t1_ms=380.0, t2_ms=70.0),
+        "wm": Tissue(pd=0.70, t1_ms=1084.0, t2_ms=69.0),
+        "gm": Tissue(pd=0.80, t1_ms=1820.0, t2_ms=99.0),
+        "csf": Tissue(pd=1.00, t1_ms=4300.0, t2_ms=1790.0),
+        "fat": Tissue(pd=0.90, t1_ms=382.0, t2_ms=68.0),
     },
 }
-"""Typical relaxation times, ``TISSUES[field][tissue]``: approximate literature values.
+"""Relaxation times, ``TISSUES[field][tissue]``, from the studies in :data:`SOURCES`.
 
-T1 grows with the field strength, T2 barely changes; CSF has by far the longest
-T1 and T2, fat the shortest T1. Rounded values, representative of adult brain
-measurements; individual studies differ by 10-20 % or more.
+T1 of tissue grows with the field strength, T2 barely changes; CSF (nearly free
+water) has by far the longest T1 and T2, and its T1 shows no measurable field
+dependence; fat has the shortest T1. PD is a relative water content (CSF = 1),
+rounded: a teaching value, not a measurement from these sources.
+"""
+
+SOURCES: dict[str, str] = {
+    "wm, gm": "Stanisz et al. 2005, Magn Reson Med 54:507-512, doi:10.1002/mrm.20605: "
+              "T1 and T2 at 1.5 T and 3 T (in vitro, 37 °C)",
+    "csf T1": "Rooney et al. 2007, Magn Reson Med 57:308-318, doi:10.1002/mrm.21122: "
+              "about 4.3 s in vivo, independent of the field strength",
+    "csf T2": "Spijkerman et al. 2018, MAGMA, doi:10.1007/s10334-017-0659-3: "
+              "about 1.8 s at 3 T (partial-volume corrected); the 1.5 T value is taken as equal",
+    "fat": "Gold et al. 2004, AJR 183:343-351, doi:10.2214/ajr.183.2.1830343: "
+           "subcutaneous fat at 1.5 T and 3 T",
+}
+"""Where each value of :data:`TISSUES` comes from (the book's bibliography has the entries)."""
+
+NFBS_MPRAGE: dict[str, float] = {"tr_ms": 1900.0, "te_ms": 2.52, "ti_ms": 900.0,
+                                 "flip_deg": 9.0}
+"""Nominal MPRAGE settings of the NKI-Rockland protocol NFBS comes from (3 T Siemens
+Magnetom TIM Trio, 1 mm isotropic): TR (inversion to inversion), TE, TI and flip angle.
+
+As reported for the Enhanced NKI-Rockland Sample's MPRAGE; the NFBS page does not
+list them, and they were not checked against the scans' headers.
 """
 
 WEIGHTINGS: dict[str, dict[str, float]] = {
     "T1w": {"tr_ms": 500.0, "te_ms": 15.0},
     "PDw": {"tr_ms": 5000.0, "te_ms": 15.0},
     "T2w": {"tr_ms": 5000.0, "te_ms": 100.0},
-    "FLAIR": {"tr_ms": 9000.0, "te_ms": 100.0, "ti_ms": 2400.0},
+    "FLAIR": {"tr_ms": 9000.0, "te_ms": 100.0, "ti_ms": 2500.0},
 }
 """Textbook sequence timings (ms) for each weighting (spin echo; FLAIR is inversion recovery).
 
@@ -121,6 +159,11 @@ def _field(field: str) -> dict[str, Tissue]:
 
 def spin_echo_signal(pd, t1_ms, t2_ms, tr_ms, te_ms) -> np.ndarray:
     """Spin-echo signal ``PD * (1 - exp(-TR/T1)) * exp(-TE/T2)``.
+
+    Assumes a 90°-180° spin echo with TE much shorter than TR, the transverse
+    magnetisation fully decayed before each excitation (TR much longer than
+    T2), mono-exponential relaxation, no flow, diffusion or magnetisation
+    transfer, and PD constant per tissue. (A gradient echo decays with T2*.)
 
     All arguments broadcast against one another (numpy rules), so a grid of TR
     and TE values gives a grid of signals.
@@ -209,6 +252,150 @@ def null_inversion_time(t1_ms: float, tr_ms: float = np.inf) -> float:
     return float(t1_ms * math.log(2.0 / (1.0 + math.exp(-tr_ms / t1_ms))))
 
 
+def inversion_recovery_mz(t1_ms, ti_ms, tr_ms=np.inf) -> np.ndarray:
+    """Longitudinal magnetisation ``Mz / M0`` a time TI after a 180° inversion (signed).
+
+    ``1 - 2 exp(-TI/T1) + exp(-TR/T1)``: the magnetisation starts from what
+    had recovered since the previous readout (taken to use it all up, as the
+    90° excitation of a classic inversion recovery does), is flipped, and
+    recovers towards ``+1``. With ``TR = inf`` (fully relaxed before every
+    inversion) this is the textbook ``1 - 2 exp(-TI/T1)``, which starts at -1,
+    crosses zero at ``TI = T1 ln 2`` and tends to +1. Arguments broadcast.
+
+    Parameters
+    ----------
+    t1_ms : float or array_like
+        T1, ms (> 0).
+    ti_ms : float or array_like
+        Time after the inversion, ms.
+    tr_ms : float or array_like
+        Time between inversions, ms; ``np.inf`` for full recovery.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``Mz / M0`` in [-1, 1], broadcast shape of the inputs.
+
+    Examples
+    --------
+    >>> float(inversion_recovery_mz(1000.0, 0.0))  # just after the inversion
+    -1.0
+    >>> round(float(inversion_recovery_mz(1000.0, 1000.0 * np.log(2))), 12)  # the null point
+    0.0
+    >>> round(float(inversion_recovery_mz(1084.0, 900.0, 1900.0)), 3)  # WM at 3 T, NFBS timing
+    0.301
+    """
+    t1, ti, tr = (np.asarray(v, dtype=float) for v in (t1_ms, ti_ms, tr_ms))
+    return 1.0 - 2.0 * np.exp(-ti / t1) + np.exp(-tr / t1)
+
+
+def mprage_contrast(field: str = "3T", *, tr_ms: float = NFBS_MPRAGE["tr_ms"],
+                    ti_ms: float = NFBS_MPRAGE["ti_ms"],
+                    flip_deg: float = NFBS_MPRAGE["flip_deg"]) -> dict[str, float]:
+    """A simple model of the MPRAGE contrast: ``PD |Mz(TI)| sin(flip)`` per tissue.
+
+    The magnetisation at the centre of the readout is taken as that of an
+    inversion recovery read at TI (:func:`inversion_recovery_mz` with the
+    sequence's TR), scaled by the small flip angle. The gradient-echo train of
+    the real sequence (many small pulses around TI, which lower and smooth the
+    curves) and the T2* decay until TE = 2.52 ms (a few per cent) are left out:
+    the model gives the order of the tissues, not their exact values.
+
+    Parameters
+    ----------
+    field : {"1.5T", "3T"}
+        Which relaxation times of :data:`TISSUES` to use.
+    tr_ms, ti_ms : float
+        Time between inversions and inversion time, ms (NFBS's by default).
+    flip_deg : float
+        Readout flip angle, degrees.
+
+    Returns
+    -------
+    dict of str to float
+        Signal per tissue of :data:`TISSUES`, in units of the fully relaxed PD = 1
+        magnetisation.
+
+    Examples
+    --------
+    >>> s = mprage_contrast("3T")  # TR 1900 ms, TI 900 ms, 9°
+    >>> bool(s["wm"] > s["gm"] > s["csf"])
+    True
+    """
+    sin = math.sin(math.radians(flip_deg))
+    return {name: float(t.pd * abs(inversion_recovery_mz(t.t1_ms, ti_ms, tr_ms)) * sin)
+            for name, t in _field(field).items()}
+
+
+def inversion_recovery_curves(field: str = "3T", *, ti_ms: float = NFBS_MPRAGE["ti_ms"],
+                              tr_ms: float = NFBS_MPRAGE["tr_ms"],
+                              tissues=("wm", "gm", "csf"), t_max_ms: float = 5000.0,
+                              colors: dict[str, str] | None = None):
+    """Longitudinal magnetisation after an inversion, and the MPRAGE model, for WM, GM, CSF.
+
+    Left: ``Mz/M0 = 1 - 2 exp(-t/T1)`` after a 180° pulse from full
+    relaxation, each tissue's null point ``T1 ln 2`` dotted. Right: the same
+    with the time between inversions ``tr_ms`` (``+ exp(-TR/T1)``,
+    :func:`inversion_recovery_mz`), against the inversion time; its zero
+    crossings are the null points of :func:`null_inversion_time`. Both panels
+    mark ``ti_ms`` with a dashed line.
+
+    Parameters
+    ----------
+    field : {"1.5T", "3T"}
+        Which relaxation times of :data:`TISSUES` to use.
+    ti_ms, tr_ms : float
+        Inversion time and time between inversions, ms (NFBS's MPRAGE by default).
+    tissues : sequence of str
+        Keys of :data:`TISSUES` to draw.
+    t_max_ms : float
+        Right end of the time axes, ms.
+    colors : dict, optional
+        Line colour per tissue.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes; each tissue's curve is labelled with its T1.
+
+    Examples
+    --------
+    >>> fig = inversion_recovery_curves("3T")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['inversion from full relaxation, 3T', 'inversions every TR = 1900 ms, 3T']
+    >>> [line.get_label() for line in fig.axes[0].lines][:3]
+    ['wm (T1 1084 ms)', 'gm (T1 1820 ms)', 'csf (T1 4300 ms)']
+    >>> pyplot().close(fig)
+    """
+    plt = pyplot()
+    colors = colors or {"wm": "tab:blue", "gm": "tab:orange", "csf": "tab:cyan",
+                        "fat": "tab:olive"}
+    table = _field(field)
+    t = np.linspace(0.0, t_max_ms, 501)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for name in tissues:
+        tis = table[name]
+        c = colors.get(name, "tab:gray")
+        label = f"{name} (T1 {tis.t1_ms:.0f} ms)"
+        ax1.plot(t, inversion_recovery_mz(tis.t1_ms, t), color=c, label=label)
+        ax2.plot(t, inversion_recovery_mz(tis.t1_ms, t, tr_ms), color=c, label=label)
+    for name in tissues:  # null points after the curves, so that lines[:n] are the curves
+        tis = table[name]
+        c = colors.get(name, "tab:gray")
+        ax1.plot(null_inversion_time(tis.t1_ms), 0.0, "o", color=c, ms=5)
+        ax2.plot(null_inversion_time(tis.t1_ms, tr_ms), 0.0, "o", color=c, ms=5)
+    for ax in (ax1, ax2):
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.axvline(ti_ms, color="tab:red", ls="--", lw=1.2, label=f"TI = {ti_ms:g} ms")
+        ax.set_xlabel("time after the inversion, TI (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    ax1.set(ylabel="Mz / M0", ylim=(-1.05, 1.05), title=f"inversion from full relaxation, {field}")
+    ax2.set(title=f"inversions every TR = {tr_ms:g} ms, {field}")
+    fig.tight_layout()
+    return fig
+
+
 def tissue_table(field: str = "3T") -> pd.DataFrame:
     """:data:`TISSUES` at one field strength as a table.
 
@@ -224,7 +411,7 @@ def tissue_table(field: str = "3T") -> pd.DataFrame:
     Examples
     --------
     >>> float(tissue_table("3T").loc["csf", "t1_ms"])
-    4200.0
+    4300.0
     """
     rows = {name: vars(t) for name, t in _field(field).items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("tissue")
@@ -350,8 +537,8 @@ def best_tr(tissue_a: str, tissue_b: str, te_ms: float = 0.0, *, field: str = "3
 
     Examples
     --------
-    >>> round(best_tr("wm", "gm", 0.0, field="3T"))  # T1s of 1100 and 1700 ms
-    941
+    >>> round(best_tr("wm", "gm", 0.0, field="3T"))  # T1s of 1084 and 1820 ms
+    1031
     """
     tissues = _field(field)
     a, b = tissues[tissue_a], tissues[tissue_b]
@@ -513,6 +700,7 @@ def sequence_explorer(fractions, *, axial_slice: int, field: str = "3T",
         ax1.imshow(img[:, :, axial_slice].T, cmap="gray", origin="lower",
                    **display_range(tr_ms, te_ms, ti, field=field_strength))
         ax1.axis("off")
+        label_orientation(ax1, "axial")
         ax2.bar(list(sig), [float(v) for v in sig.values()],
                 color=[colors.get(n, "tab:gray") for n in sig])
         ax2.set(ylim=(0, 1), ylabel="signal", title="tissue signals")

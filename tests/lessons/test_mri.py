@@ -43,7 +43,76 @@ def test_inversion_recovery_nulls_at_the_null_time():
     assert mri.null_inversion_time(1000.0) == pytest.approx(1000.0 * math.log(2))
 
 
+def test_inversion_recovery_mz_known_values():
+    t1 = 1084.0
+    # Just after the 180° pulse the magnetisation is inverted; it crosses zero at T1 ln 2
+    # and tends to +1; one T1 after the inversion it is 1 - 2/e.
+    assert mri.inversion_recovery_mz(t1, 0.0) == pytest.approx(-1.0)
+    assert mri.inversion_recovery_mz(t1, t1 * math.log(2)) == pytest.approx(0.0, abs=1e-12)
+    assert mri.inversion_recovery_mz(t1, t1) == pytest.approx(1 - 2 / math.e)
+    assert mri.inversion_recovery_mz(t1, 1e7) == pytest.approx(1.0)
+    # With inversions every TR, the null point is null_inversion_time(T1, TR).
+    tr = 1900.0
+    assert mri.inversion_recovery_mz(t1, mri.null_inversion_time(t1, tr), tr) == pytest.approx(
+        0.0, abs=1e-12)
+    # Its magnitude is the inversion-recovery signal with PD = 1 and no T2 decay.
+    ti = np.array([100.0, 500.0, 900.0, 3000.0])
+    assert np.allclose(np.abs(mri.inversion_recovery_mz(t1, ti, tr)),
+                       mri.inversion_recovery_signal(1.0, t1, 50.0, tr, 0.0, ti))
+
+
+def test_mprage_contrast_at_nfbs_settings():
+    assert mri.NFBS_MPRAGE == {"tr_ms": 1900.0, "te_ms": 2.52, "ti_ms": 900.0, "flip_deg": 9.0}
+    for field in mri.FIELD_STRENGTHS:
+        s = mri.mprage_contrast(field)
+        assert s["wm"] > s["gm"] > s["csf"]   # the T1-weighted order
+        assert s["fat"] > s["wm"]             # fat bright
+    # Known values at 3 T: PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| sin 9°.
+    s = mri.mprage_contrast("3T")
+    t = mri.TISSUES["3T"]["wm"]
+    expected = t.pd * abs(1 - 2 * math.exp(-900 / t.t1_ms) + math.exp(-1900 / t.t1_ms))
+    assert s["wm"] == pytest.approx(expected * math.sin(math.radians(9.0)))
+    # CSF is read just after its null point: TI = 900 ms is close to T1 ln(2 / (1 + e^-TR/T1)).
+    csf_null = mri.null_inversion_time(mri.TISSUES["3T"]["csf"].t1_ms, 1900.0)
+    assert 800 < csf_null < 900
+    # From full relaxation instead (simple IR), a magnitude image at TI = 900 ms would make
+    # CSF the brightest of the three: the TR term is what makes MPRAGE T1-weighted.
+    full = mri.mprage_contrast("3T", tr_ms=np.inf)
+    assert full["csf"] > full["gm"] > full["wm"]
+
+
+def test_inversion_recovery_curves_figure():
+    fig = mri.inversion_recovery_curves("3T", ti_ms=900.0, tr_ms=1900.0)
+    ax1, ax2 = fig.axes
+    tissues = mri.TISSUES["3T"]
+    for ax, tr in ((ax1, np.inf), (ax2, 1900.0)):
+        curves = ax.lines[:3]
+        assert [c.get_label().split()[0] for c in curves] == ["wm", "gm", "csf"]
+        for line, name in zip(curves, ("wm", "gm", "csf"), strict=True):
+            t, mz = line.get_data()
+            assert np.allclose(mz, mri.inversion_recovery_mz(tissues[name].t1_ms, t, tr))
+            # Each curve crosses zero at its null point, which is marked with a dot on the axis.
+            null = mri.null_inversion_time(tissues[name].t1_ms, tr)
+            assert t[np.argmin(np.abs(mz))] == pytest.approx(null, abs=t[1] - t[0])
+        dots = [ln for ln in ax.lines if ln.get_marker() == "o"]
+        assert len(dots) == 3 and all(float(np.ravel(d.get_ydata())[0]) == 0.0 for d in dots)
+        # TI is marked.
+        ti_lines = [ln for ln in ax.lines if ln.get_label() == "TI = 900 ms"]
+        assert len(ti_lines) == 1 and np.allclose(ti_lines[0].get_xdata(), 900.0)
+    mri.pyplot().close(fig)
+
+
 # --------------------------------------------------------------------------- tissues
+
+
+def test_tissue_values_are_the_cited_ones():
+    # Stanisz et al. 2005 (3 T), Rooney et al. 2007 (CSF T1): see mri.SOURCES.
+    t = mri.TISSUES["3T"]
+    assert (t["wm"].t1_ms, t["wm"].t2_ms) == (1084.0, 69.0)
+    assert (t["gm"].t1_ms, t["gm"].t2_ms) == (1820.0, 99.0)
+    assert t["csf"].t1_ms == 4300.0
+    assert {"wm, gm", "csf T1", "csf T2", "fat"} == set(mri.SOURCES)
+    assert all("doi:" in v for v in mri.SOURCES.values())
 
 
 def test_tissue_table_matches_tissues():
@@ -53,9 +122,11 @@ def test_tissue_table_matches_tissues():
         assert set(table.index) == {"wm", "gm", "csf", "fat"}
         for name, t in mri.TISSUES[field].items():
             assert table.loc[name, "t1_ms"] == t.t1_ms
-    # T1 lengthens with the field; CSF has the longest T1 and T2, fat the shortest T1.
-    for name in ("wm", "gm", "csf", "fat"):
+    # T1 of tissue lengthens with the field (CSF's, nearly free water, does not measurably);
+    # CSF has the longest T1 and T2, fat the shortest T1.
+    for name in ("wm", "gm", "fat"):
         assert mri.TISSUES["3T"][name].t1_ms > mri.TISSUES["1.5T"][name].t1_ms
+    assert mri.TISSUES["3T"]["csf"].t1_ms == mri.TISSUES["1.5T"]["csf"].t1_ms
     for field in mri.FIELD_STRENGTHS:
         t = mri.TISSUES[field]
         assert max(t, key=lambda k: t[k].t1_ms) == "csf"
