@@ -5,10 +5,17 @@ method produced) and ``ref`` (the reference, e.g. the expert-corrected NFBS
 mask). Distances and volumes use the voxel size, so pass ``spacing`` in mm:
 a 2 mm grid and a 1 mm grid give the same answer in mm.
 
-Conventions for empty masks (there is no universal rule; these are MONAI's
-and most challenges'): two empty masks agree perfectly (Dice = IoU = 1,
-HD95 = 0); one empty and one not disagree completely (Dice = IoU = 0,
-HD95 = inf).
+Conventions for empty masks (there is no universal rule; these are this
+library's): two empty masks agree perfectly (Dice = IoU = 1, HD95 = 0); one
+empty and one not disagree completely (Dice = IoU = 0, HD95 = inf). Other
+tools differ: MONAI's ``DiceMetric`` returns NaN for an empty reference by
+default (``ignore_empty=True``), so such cases leave its averages.
+
+HD95 (:func:`hausdorff95`) pools the surface distances of both directions and
+takes the 95th percentile of the pool, as MedPy's ``hd95`` does; MONAI's
+Hausdorff distance with ``percentile=95`` takes the larger of the two directed
+95th percentiles instead, which is never smaller (up to interpolation). Check
+which definition a published number used before comparing it with these.
 """
 
 from __future__ import annotations
