@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
     # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
     from .datasets import SPLITS
+    from .inference import BRAIN_VOLUME_ML
     from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
     from .synth import CONTRASTS, NFBS_SHAPE
     from .train import CHECKPOINTS, TRAINING_PROFILES
@@ -390,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled model name, model folder, or .onnx/.keras file")
     p.add_argument("--qc", action="store_true", help="also write an overlay PNG per scan")
     p.add_argument("--no-volume-check", action="store_true",
-                   help="accept a brain mask outside the adult range (600-2600 mL) or empty: "
-                        "for children, animals or partial brains")
+                   help="accept a brain mask outside the adult range "
+                        f"({BRAIN_VOLUME_ML[0]:.0f}-{BRAIN_VOLUME_ML[1]:.0f} mL) or empty: for "
+                        "children, animals or partial brains")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)

@@ -31,7 +31,15 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ImplausibleMaskError, InvalidInputError, MissingFileError, SkullstripError
-from .io import SCAN_SUFFIXES, Scan, image_files, image_suffix, load_scan, save_like
+from .io import (
+    SCAN_SUFFIXES,
+    WRITABLE_SUFFIXES,
+    Scan,
+    image_files,
+    image_suffix,
+    load_scan,
+    save_like,
+)
 from .preprocess import (
     ModelGrid,
     PreprocessConfig,
@@ -480,8 +488,9 @@ def strip(
     targets = []
     for p in paths:
         name = scan_name(p)
-        # MINC cannot be written: its results are NIfTI (known from the name, before reading).
-        ext = ".nii.gz" if image_suffix(p) == ".mnc" else image_suffix(p)
+        # MINC (and whatever else nibabel only reads) gets NIfTI results: known from the
+        # name, so existing outputs are found before any work.
+        ext = image_suffix(p) if image_suffix(p) in WRITABLE_SUFFIXES else ".nii.gz"
         t = {"scan": p, "brainmask": out_dir / f"{name}_brainmask{ext}",
              "brain": out_dir / f"{name}_brain{ext}",
              "qc": out_dir / f"{name}_qc.png" if qc is not None else None}
@@ -500,7 +509,8 @@ def strip(
 
     results = []
     for t in tqdm(targets, desc="strip", unit="scan", disable=not progress or len(targets) < 2):
-        scan = load_scan(t["scan"], keep_dtype=True)  # int16 stays int16: half the memory
+        # int16 stays int16 (half the memory); NaN outside the field of view is background.
+        scan = load_scan(t["scan"], keep_dtype=True, allow_nonfinite=True)
         if scan.output_suffix != image_suffix(t["brainmask"]):  # a format nibabel cannot write
             raise SkullstripError(f"{t['scan']}: cannot write {image_suffix(t['brainmask'])} "
                                   f"for a {scan.original_class.__name__} scan")

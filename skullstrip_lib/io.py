@@ -12,11 +12,12 @@ can be written on the scan's own grid, in its own format, with its affine,
 qform/sform and data type (:func:`save_like`); MINC, which nibabel cannot
 write, is written back as NIfTI.
 
-Voxels that are NaN or infinite (SPM and FSL write NaN outside the field of
-view after resampling) are set to the scan's background level
-(:func:`background_level`), with a one-line :class:`~skullstrip_lib.errors.InputWarning`;
-a scan that is mostly non-finite is refused. Masks stay strict: any
-non-finite voxel is an error.
+NaN or infinite voxels are an error, except with
+``load_scan(..., allow_nonfinite=True)`` (what ``skullstrip predict`` uses:
+SPM and FSL write NaN outside the field of view after resampling): they are
+then set to the scan's background level (:func:`background_level`), with a
+one-line :class:`~skullstrip_lib.errors.InputWarning`, and only a scan that is
+mostly non-finite is refused. Masks stay strict.
 
 Every write in the library goes through :func:`atomic_path`: a temporary file in
 the target folder, renamed into place only once complete, and never over an
@@ -58,6 +59,7 @@ from .errors import (
 __all__ = [
     "BACKGROUND_PERCENTILE",
     "SCAN_SUFFIXES",
+    "WRITABLE_SUFFIXES",
     "Scan",
     "as_tuples",
     "atomic_path",
@@ -80,6 +82,8 @@ WRITABLE_TYPES = (nib.AnalyzeImage, nib.MGHImage)
 """Image classes written back in their own format (NIfTI and its pairs derive from Analyze)."""
 SCAN_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".img", ".mnc")
 """File endings of the scans read (a folder given to ``strip`` is searched for these)."""
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".img")
+"""File endings results are written with; other scans (MINC) get ``.nii.gz``."""
 PAIR_SUFFIXES = (".img", ".mat", ".hdr")
 """The files of an Analyze image (SPM adds a ``.mat`` affine), in the order they are renamed
 into place: the header last, since a reader opens it first."""
@@ -315,7 +319,8 @@ def background_level(data: np.ndarray) -> float:
     return float(np.percentile(values, BACKGROUND_PERCENTILE))
 
 
-def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False) -> Scan:
+def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False,
+              allow_nonfinite: bool = False) -> Scan:
     """Read a 3D scan, check it, and reorient it to RAS.
 
     Parameters
@@ -330,6 +335,13 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False) -> Scan:
         that could overflow). Scaled and float files are float32 either way.
         What :func:`skullstrip_lib.inference.strip` uses: preprocessing gives the
         same result for both.
+    allow_nonfinite : bool
+        Set NaN and infinite voxels to the background level (with an
+        :class:`~skullstrip_lib.errors.InputWarning`) instead of refusing the
+        scan; more than half non-finite is refused all the same. What
+        :func:`skullstrip_lib.inference.strip` uses for scans as they arrive;
+        training data (:func:`skullstrip_lib.preprocess.preprocess_subject`)
+        stay strict.
 
     Returns
     -------
@@ -342,15 +354,16 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False) -> Scan:
     MissingFileError
         The file does not exist.
     InvalidInputError
-        Not an image nibabel reads, truncated, not 3D, a singular affine, more
-        than half the voxels NaN or infinite, or all voxels equal (an empty
-        image). The message names the file.
+        Not an image nibabel reads, truncated, not 3D, a singular affine, NaN
+        or infinite voxels (with ``allow_nonfinite``: more than half of them),
+        or all voxels equal (an empty image). The message names the file.
 
     Warns
     -----
     InputWarning
-        Some voxels (at most half) were NaN or infinite: they are set to the
-        background level (one line naming the file, the count and the percentage).
+        With ``allow_nonfinite``, some voxels (at most half) were NaN or
+        infinite: they are set to the background level (one line naming the
+        file, the count and the percentage).
 
     Examples
     --------
@@ -358,7 +371,8 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False) -> Scan:
     >>> nib.aff2axcodes(scan.affine)  # doctest: +SKIP
     ('R', 'A', 'S')
     """
-    return _load(Path(path), constant_ok=False, nonfinite_ok=True, keep_dtype=keep_dtype)
+    return _load(Path(path), constant_ok=False, nonfinite_ok=allow_nonfinite,
+                 keep_dtype=keep_dtype)
 
 
 def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,

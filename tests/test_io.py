@@ -147,6 +147,21 @@ def test_2d_and_4d(tmp_path):
     assert scan.image.shape == blob().shape
 
 
+def test_keep_dtype_holds_integers_as_they_are(tmp_path):
+    data = np.rint(blob()).astype(np.int16)
+    path = write(tmp_path, data, lps_oblique_affine(), dtype=np.int16)
+    as_float, as_int = load_scan(path), load_scan(path, keep_dtype=True)
+    assert as_float.data.dtype == np.float32 and as_int.data.dtype == np.int16
+    np.testing.assert_array_equal(as_int.data, as_float.data)
+    np.testing.assert_array_equal(as_int.to_original(as_int.data), data)
+    img = nib.load(path)
+    img.header.set_slope_inter(2.0, 1.0)  # scaled integers hold other values: float32
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    scaled = load_scan(tmp_path / "scaled.nii.gz", keep_dtype=True)
+    assert scaled.data.dtype == np.float32
+    np.testing.assert_allclose(scaled.to_original(scaled.data), data * 2.0 + 1.0)
+
+
 def test_all_zero(tmp_path):
     with pytest.raises(InvalidInputError, match="zeros.nii.gz: image is empty"):
         load_scan(write(tmp_path, np.zeros((8, 8, 8), np.float32), name="zeros.nii.gz"))
@@ -158,9 +173,13 @@ def test_nan_outside_the_field_of_view_is_background(tmp_path):
     bad[:5] = np.nan  # a resampled scan's missing edge
     bad[6, 6, 6] = np.inf
     n = 5 * 24 * 16 + 1
+    # By default (training data) any NaN is an error ...
+    with pytest.raises(InvalidInputError, match=f"nan.nii.gz: contains {n} NaN or infinite"):
+        load_scan(write(tmp_path, bad, name="nan.nii.gz"))
+    # ... and for scans as they arrive it is background.
     with pytest.warns(InputWarning, match=rf"nan.nii.gz: {n} NaN or infinite voxels \(25.0%\) "
                                           r"treated as background \(-1000\)"):
-        scan = load_scan(write(tmp_path, bad, name="nan.nii.gz"))
+        scan = load_scan(write(tmp_path, bad, name="nan.nii.gz"), allow_nonfinite=True)
     assert scan.n_nonfinite == n and scan.background == -1000.0
     assert np.isfinite(scan.data).all()
     np.testing.assert_array_equal(scan.data[:5], -1000.0)
@@ -169,7 +188,7 @@ def test_nan_outside_the_field_of_view_is_background(tmp_path):
     mostly[:11] = np.nan
     with pytest.raises(InvalidInputError, match=r"mostly.nii.gz: 4224 of 7680 voxels \(55%\) are "
                                                 "NaN or infinite: more than half"):
-        load_scan(write(tmp_path, mostly, name="mostly.nii.gz"))
+        load_scan(write(tmp_path, mostly, name="mostly.nii.gz"), allow_nonfinite=True)
     # A mask stays strict: one NaN voxel is an error.
     good = load_scan(write(tmp_path, data, name="good.nii.gz"))
     mask = (blob() > 0).astype(np.float32)
