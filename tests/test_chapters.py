@@ -66,8 +66,28 @@ def test_chapter_skeleton(path):
         assert re.search(r"\{solution(-start)?\} " + re.escape(label) + r"\n:class: dropdown",
                          text), f"{label}: no dropdown solution"
     # No logic lives only in a notebook: functions and classes belong in skullstrip_lib.
-    for c in code:
-        assert not re.search(r"^\s*(def|class) ", _source(c), re.M), _source(c)[:80]
+    # Two exceptions, for the "build it yourself" exercises, may define functions (`def`,
+    # never `class`): the student's stub, a code cell tagged "exercise-stub" that raises
+    # NotImplementedError until the student writes it (the book runs it as it is) and is
+    # followed by a check cell (checks.check_*), and a code solution, between
+    # {solution-start} and {solution-end}.
+    gated = False
+    for i, c in enumerate(cells):
+        source = _source(c)
+        if c.cell_type == "markdown":
+            gated = (gated or "{solution-start}" in source) and "{solution-end}" not in source
+            continue
+        stub = "exercise-stub" in c.metadata.get("tags", [])
+        if stub:
+            assert "raise NotImplementedError" in source, source[:80]
+            after = next(d for d in cells[i + 1:] if d.cell_type == "code")
+            assert "checks.check_" in _source(after), f"no check after the stub {source[:80]}"
+        forbidden = "class" if stub or gated else "def|class"
+        assert not re.search(rf"^\s*({forbidden}) ", source, re.M), source[:80]
+    # Every chapter has a "build it yourself" exercise: the student writes the chapter's piece.
+    assert re.search(rf"\{{exercise\}}\n:label: ex-{path.stem[:2]}-build-", text), (
+        "no build-it exercise (label ex-NN-build-...)")
+    assert any("exercise-stub" in c.metadata.get("tags", []) for c in code), "no exercise stub"
 
 
 def test_exercise_labels_unique():

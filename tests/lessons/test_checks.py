@@ -1,0 +1,319 @@
+"""Tests of skullstrip_lib.lessons.checks: the "build it yourself" exercises' checks.
+
+Each check must pass a correct function (the library's own, or a reference
+written here as a student would), fail a deliberately wrong one with a message
+that names the case and says what is wrong, and report a stub as not written
+yet (``strict=False``, what the book runs) or fail it (``strict=True``, what an
+autograder runs).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from skullstrip_lib import inference, metrics, preprocess
+from skullstrip_lib.lessons import checks
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("your code here")
+
+
+def returns_none(*args, **kwargs):
+    return None
+
+
+# --------------------------------------------------------------------------- references
+def to_ras(data, affine):
+    ornt = nib.orientations.io_orientation(affine)
+    out = nib.orientations.apply_orientation(data, ornt)
+    return out, affine @ nib.orientations.inv_ornt_aff(ornt, data.shape)
+
+
+def to_ras_affine_unchanged(data, affine):
+    return to_ras(data, affine)[0], affine
+
+
+def pair_files(paths):
+    found = {}
+    for path in paths:
+        m = re.match(r"sub-([A-Za-z0-9]+)_ses-[A-Za-z0-9]+_T1w(_brainmask|_brain)?\.nii\.gz$",
+                     Path(path).name)
+        if m:
+            kind = {"": "t1w", "_brainmask": "brainmask", "_brain": "brain"}[m[2] or ""]
+            found.setdefault(m[1], {})[kind] = path
+    rows = []
+    for subject in sorted(found):
+        for kind in ("t1w", "brainmask", "brain"):
+            if kind not in found[subject]:
+                raise ValueError(f"subject {subject} has no {kind} file")
+        rows.append({"subject": subject, **found[subject]})
+    return pd.DataFrame(rows, columns=["subject", "t1w", "brainmask", "brain"])
+
+
+def pair_by_position(paths):
+    ends = {"t1w": "_T1w.nii.gz", "brainmask": "_brainmask.nii.gz", "brain": "_brain.nii.gz"}
+    lists = {k: sorted(p for p in paths if p.endswith(e)) for k, e in ends.items()}
+    rows = [(Path(t).parent.name, t, m, b)  # zip stops silently at the shortest list
+            for t, m, b in zip(lists["t1w"], lists["brainmask"], lists["brain"], strict=False)]
+    return pd.DataFrame(rows, columns=["subject", "t1w", "brainmask", "brain"])
+
+
+def remove_field(image, field, mask):
+    return image / (field / np.exp(np.log(field[mask]).mean()))
+
+
+def pull(data, source_affine, target_affine, target_shape):
+    matrix = np.linalg.inv(source_affine) @ target_affine
+    ijk = np.indices(target_shape).reshape(3, -1)
+    coords = matrix[:3, :3] @ ijk + matrix[:3, 3:]
+    return ndimage.map_coordinates(data, coords, order=1, cval=0.0).reshape(target_shape)
+
+
+def push(data, source_affine, target_affine, target_shape):
+    return pull(data, target_affine, source_affine, target_shape)
+
+
+def zscore(data, mask):
+    lo, hi = np.percentile(data[mask], (0.5, 99.5))
+    clipped = np.clip(data, lo, hi)
+    return (clipped - clipped[mask].mean()) / clipped[mask].std()
+
+
+def zscore_whole_volume(data, mask):
+    lo, hi = np.percentile(data, (0.5, 99.5))
+    clipped = np.clip(data, lo, hi)
+    return (clipped - clipped.mean()) / clipped.std()
+
+
+def residual_block(x, filters):
+    import keras
+
+    y = keras.layers.Conv3D(filters, 3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv3D(filters, 3, padding="same")(y)
+    shortcut = x if x.shape[-1] == filters else keras.layers.Conv3D(filters, 1)(x)
+    return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+
+
+def source_block(x, filters):  # the source article's defect: both convolutions read x
+    import keras
+
+    keras.layers.Conv3D(filters, 3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv3D(filters, 3, padding="same")(x)
+    shortcut = x if x.shape[-1] == filters else keras.layers.Conv3D(filters, 1)(x)
+    return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
+
+
+def dice_loss(y_true, y_pred, smooth=1.0):
+    axes = tuple(range(1, y_true.ndim))
+    inter = (y_true * y_pred).sum(axis=axes)
+    return 1 - (2 * inter + smooth) / (y_true.sum(axis=axes) + y_pred.sum(axis=axes) + smooth)
+
+
+def dice_loss_whole_batch(y_true, y_pred, smooth=1.0):
+    inter = (y_true * y_pred).sum()
+    return np.full(len(y_true), 1 - (2 * inter + smooth) / (y_true.sum() + y_pred.sum() + smooth))
+
+
+def dice_without_2(pred, ref):
+    total = pred.sum() + ref.sum()
+    return 1.0 if total == 0 else (pred & ref).sum() / total
+
+
+def surface(mask):
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def hd_max(pred, ref, spacing):
+    if not pred.any() and not ref.any():
+        return 0.0
+    if not pred.any() or not ref.any():
+        return float("inf")
+    sp, sr = surface(pred), surface(ref)
+    d = np.concatenate([ndimage.distance_transform_edt(~sr, sampling=spacing)[sp],
+                        ndimage.distance_transform_edt(~sp, sampling=spacing)[sr]])
+    return float(d.max())
+
+
+def largest_26(mask):
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == sizes.argmax())
+
+
+def gamma_curve(image, gamma):
+    lo, hi = image.min(), image.max()
+    if hi == lo:
+        return image.copy()
+    return lo + (hi - lo) * ((image - lo) / (hi - lo)) ** gamma
+
+
+def gamma_no_rescale(image, gamma):
+    return np.sign(image) * np.abs(image) ** gamma
+
+
+# --------------------------------------------------------------------------- the table
+GOOD = {
+    "reorient": (checks.check_reorient, to_ras),
+    "pairing": (checks.check_pairing, pair_files),
+    "bias": (checks.check_bias_removal, remove_field),
+    "resample": (checks.check_resample, pull),
+    "zscore": (checks.check_zscore, preprocess.normalize_intensity),
+    "zscore-by-hand": (checks.check_zscore, zscore),
+    "residual-block": (checks.check_residual_block, residual_block),
+    "dice-loss": (checks.check_dice_loss, dice_loss),
+    "dice": (checks.check_dice, metrics.dice),
+    "hd95": (checks.check_hausdorff95, metrics.hausdorff95),
+    "postprocess": (checks.check_postprocess, inference.postprocess_mask),
+    "gamma": (checks.check_gamma, gamma_curve),
+}
+
+WRONG = {
+    "reorient": (checks.check_reorient, to_ras_affine_unchanged,
+                 "an LPS grid.*affine's axes run towards .*L.*P"),
+    "pairing": (checks.check_pairing, pair_by_position,
+                "a subject without a brain mask.*A00028352 has no brain mask.*zipping"),
+    "bias": (checks.check_bias_removal, lambda image, field, mask: image / field,
+             "known smooth field.*geometric mean of 1"),
+    "resample": (checks.check_resample, push,
+                 "shifted by one voxel.*matrix is inverted.*inv\\(source_affine\\) @ "
+                 "target_affine"),
+    "zscore": (checks.check_zscore, zscore_whole_volume,
+               "mean 0 and standard deviation 1.*z-score of the whole volume.*data\\[mask\\]"),
+    "residual-block": (checks.check_residual_block, source_block,
+                       "impulse.*spread over 3.*source article's defect"),
+    "dice-loss": (checks.check_dice_loss, dice_loss_whole_batch,
+                  "batch of two.*one loss per volume"),
+    "dice": (checks.check_dice, dice_without_2,
+             "identical cubes.*expected 1, got 0.5.*factor 2 is missing"),
+    "hd95": (checks.check_hausdorff95, hd_max,
+             "stray voxel.*expected 0, got 1[0-9.]+.*largest distance.*95th percentile"),
+    "postprocess": (checks.check_postprocess, largest_26,
+                    "touching only along an edge.*faces only"),
+    "gamma": (checks.check_gamma, gamma_no_rescale,
+              "brightest voxels stay.*minimum must stay.*map to \\[0, 1\\]"),
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_a_correct_function_passes_every_case(name, capsys):
+    check, func = GOOD[name]
+    assert check(func) is True
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok: ") and out[-1].startswith("all ")
+    assert all(line.startswith("ok: ") for line in out[:-1])
+    assert check(func, strict=True) is True
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_a_wrong_function_fails_with_what_is_wrong(name):
+    check, func, message = WRONG[name]
+    with pytest.raises(AssertionError, match=re.compile(message, re.DOTALL)):
+        check(func)
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_a_stub_is_not_written_yet_unless_strict(name, capsys):
+    check = WRONG[name][0]
+    assert check(stub) is False
+    out = capsys.readouterr().out
+    assert out.startswith("not written yet: stub raises NotImplementedError (your code here)")
+    assert "ok:" not in out
+    with pytest.raises(AssertionError, match="not written yet: stub raises NotImplementedError"):
+        check(stub, strict=True)
+    with pytest.raises(AssertionError, match="returned None: did you forget the `return`"):
+        check(returns_none)
+
+
+def test_every_check_is_tested():
+    assert sorted({c.__name__ for c, _ in GOOD.values()}) == sorted(checks.__all__)
+
+
+def test_other_errors_name_the_case():
+    with pytest.raises(AssertionError, match="fails the case 'two identical cubes give Dice "
+                                             "1': it raised ZeroDivisionError"):
+        checks.check_dice(lambda pred, ref: int(pred.sum()) // 0)
+    with pytest.raises(TypeError, match="pass the function itself"):
+        checks.check_dice(metrics.dice(np.ones(3, bool), np.ones(3, bool)))
+
+
+def dice_loss_without_2(y_true, y_pred, smooth=1.0):
+    axes = (1, 2, 3, 4)
+    return 1 - ((y_true * y_pred).sum(axis=axes) + smooth) / (
+        y_true.sum(axis=axes) + y_pred.sum(axis=axes) + smooth)
+
+
+def block_without_shortcut(x, filters):
+    import keras
+
+    y = keras.layers.Conv3D(filters, 3, padding="same", activation="relu")(x)
+    return keras.layers.ReLU()(keras.layers.Conv3D(filters, 3, padding="same")(y))
+
+
+def block_without_projection(x, filters):
+    import keras
+
+    y = keras.layers.Conv3D(filters, 3, padding="same", activation="relu")(x)
+    y = keras.layers.Conv3D(filters, 3, padding="same")(y)
+    return keras.layers.ReLU()(keras.layers.Add()([y, x]))
+
+
+def divide_in_place(image, field, mask):
+    image /= field / np.exp(np.log(field[mask]).mean())
+    return image
+
+
+@pytest.mark.parametrize(("check", "func", "message"), [
+    (checks.check_dice, metrics.iou, "the IoU"),
+    (checks.check_hausdorff95, lambda p, r, spacing: metrics.hausdorff95(p, r), "in voxels"),
+    (checks.check_dice_loss, dice_loss_without_2, "lacks the factor 2"),
+    (checks.check_zscore, lambda d, m: (d - d[m].mean()) / d[m].std(), "nothing was clipped"),
+    (checks.check_residual_block, block_without_shortcut, "returns ReLU\\(x\\).*add x"),
+    (checks.check_residual_block, block_without_projection, "1 -> 8 channels.*1x1x1 Conv3D"),
+    (checks.check_bias_removal, divide_in_place, "changed its input"),
+    (checks.check_postprocess, lambda m: ndimage.binary_fill_holes(m), "blob away.*largest"),
+    (checks.check_resample, lambda d, s, t, shape: ndimage.map_coordinates(
+        d, (np.linalg.inv(s) @ t)[:3, :3] @ np.indices(shape).reshape(3, -1)
+        + (np.linalg.inv(s) @ t)[:3, 3:], order=1, mode="nearest").reshape(shape),
+     "outside the source grid.*cval=0"),
+], ids=["dice-is-iou", "hd95-in-voxels", "loss-no-2", "zscore-no-clip", "block-no-shortcut",
+        "block-no-projection", "bias-in-place", "postprocess-no-component",
+        "resample-nearest-edge"])
+def test_targeted_hints(check, func, message):
+    with pytest.raises(AssertionError, match=re.compile(message, re.DOTALL)):
+        check(func)
+
+
+def test_the_student_edition_keeps_each_stub_and_its_check(tmp_path):
+    # The student edition drops the solutions (which redefine the student's function) but
+    # keeps the exercise, the stub and the check, which then reports "not written yet".
+    import nbformat
+
+    from skullstrip_lib.lessons.notebook import student_edition
+
+    root = Path(__file__).resolve().parents[2] / "notebooks"
+    student_edition(root, tmp_path)
+    for path in sorted(root.glob("[0-9][0-9]_*.ipynb")):
+        cells = nbformat.read(tmp_path / path.name, as_version=4).cells
+        code = [c for c in cells if c.cell_type == "code"]
+        stubs = [i for i, c in enumerate(code) if "exercise-stub" in c.metadata.get("tags", [])]
+        assert stubs, path.name
+        for i in stubs:
+            assert "raise NotImplementedError" in code[i].source
+            assert "checks.check_" in code[i + 1].source
+        # No solution is left: nothing redefines the stub's function after the stub.
+        names = re.findall(r"^def (\w+)", "".join(code[i].source for i in stubs), re.M)
+        later = "".join(c.source for c in code[stubs[0] + 1:])
+        assert not any(re.search(rf"^def {n}\b", later, re.M) for n in names), path.name
+        text = "".join(c.source for c in cells if c.cell_type == "markdown")
+        assert f"ex-{path.stem[:2]}-build-" in text and "{solution-start}" not in text
