@@ -163,8 +163,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .train import export_run
 
     out = export_run(args.run, args.output, checkpoint=args.checkpoint,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, tta=args.tta)
     print(f"{out}: model.onnx, model.json")
+    if args.calibrate:
+        import yaml
+
+        from .evaluate import calibrate_threshold
+        from .train import TrainConfig, training_index
+
+        config = TrainConfig.from_dict(yaml.safe_load((Path(args.run) / "config.yaml").read_text()))
+        threshold, table = calibrate_threshold(out, training_index(config, progress=False),
+                                               split="val", write=True, progress=not args.quiet)
+        print(table.round(4).to_string(index=False))
+        print(f"{out / 'model.json'}: threshold {threshold:g} (best mean Dice on the run's "
+              "validation heads, native space)")
     return 0
 
 
@@ -220,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
     # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
     from .datasets import SPLITS
-    from .inference import BRAIN_VOLUME_ML
+    from .inference import BRAIN_VOLUME_ML, TTA_MODES
     from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
     from .synth import CONTRASTS, NFBS_SHAPE
     from .train import CHECKPOINTS, TRAINING_PROFILES
@@ -360,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (default RUN/export)")
     p.add_argument("--checkpoint", default="best.keras", choices=CHECKPOINTS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.add_argument("--tta", default="flip_lr", choices=TTA_MODES,
+                   help="test-time augmentation predict will use (default flip_lr: average "
+                        "with the left-right mirror image)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="set the threshold to the one with the best native-space Dice on the "
+                        "run's validation heads (they are re-read from its data)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("evaluate", help="Dice, IoU, HD95 in native space on held-out subjects",

@@ -363,3 +363,22 @@ def test_plot_history_marks_the_best_epoch():
     assert [float(r.get_xdata()[0]) for r in rings] == [2.0, 2.0]  # best val Dice: epoch 2
 
 
+
+
+def test_cli_export_calibrates_on_the_runs_validation_heads(tmp_path, data_dir, capsys):
+    from skullstrip_lib.cli import main
+    from skullstrip_lib.evaluate import CALIBRATION_THRESHOLDS, training_split
+    from skullstrip_lib.inference import load_model
+
+    run = train(tiny(epochs=1, steps_per_epoch=2), tmp_path / "run", progress=False)
+    out = tmp_path / "model"
+    assert main(["export", str(run), "-o", str(out), "--calibrate", "-q"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["tta"] == "flip_lr" and meta["threshold"] in CALIBRATION_THRESHOLDS
+    split = training_split(out)
+    assert meta["calibration"]["split"] == "val"
+    assert meta["calibration"]["subjects"] == int((split == "val").sum())
+    assert meta["calibration"]["table"]["threshold"] == list(CALIBRATION_THRESHOLDS)
+    model = load_model(out)
+    assert model.flip_lr and model.threshold == meta["threshold"]
+    assert f"threshold {meta['threshold']:g}" in capsys.readouterr().out
