@@ -51,6 +51,18 @@ colab-edition: setup
 	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import colab_edition as c; \
 		print(len(c("notebooks", "colab", overwrite=True)), "chapters written to colab/")'
 
+# The chapters as nbgrader source notebooks (_build/nbgrader/source/<chapter>/), each
+# build-it exercise an autograded answer and its checks autograded tests; then run nbgrader
+# in _build/nbgrader (book/instructors.md). ASSIGNMENTS=build-only: only the build-it parts.
+.PHONY: assignments
+ASSIGNMENTS ?= whole
+assignments: setup
+	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import nbgrader_source as n; \
+		points = n("notebooks", "_build/nbgrader", overwrite=True, \
+		           build_only="$(ASSIGNMENTS)" == "build-only"); \
+		print("\n".join(f"{k}: {v} points" for k, v in points.items()))'
+	@echo "nbgrader course folder: $(CURDIR)/_build/nbgrader (cd there, then nbgrader generate_assignment NAME)"
+
 demo: setup
 	$(BIN)/skullstrip synth $(SKULLSTRIP_DATA)/synth --subjects $(SUBJECTS) --seed 0
 	$(BIN)/skullstrip index $(SKULLSTRIP_DATA)/synth -o $(SKULLSTRIP_DATA)/synth/index.csv --overwrite
