@@ -35,9 +35,12 @@ test-fast: lint
 
 # The book, offline, every chapter executed in the sample profile; any warning fails it.
 # Chapters are re-executed only when their code changed (jupyter-cache in _build/).
+# Then every page is opened offline in headless Chromium (tools/check_book.py: math typeset,
+# images loaded, no error output, no request off the machine, Colab and download links).
 book: setup
 	SKULLSTRIP_PROFILE=sample TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jupyter-book build . \
 		--warningiserror --keep-going
+	$(BIN)/python tools/check_book.py _build/html --config _config.yml
 	@echo "The book: $(CURDIR)/_build/html/index.html"
 
 # The chapters without exercise solutions, for handing out (see book/instructors.md).
