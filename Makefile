@@ -40,6 +40,11 @@ test-fast: lint
 book: setup
 	SKULLSTRIP_PROFILE=sample TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/jupyter-book build . \
 		--warningiserror --keep-going
+	@# The offline check needs Debian's chromium: set it up like the venv when we may.
+	@command -v $${CHROMIUM:-chromium} >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& echo "installing chromium for the offline check (apt-get)" \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "make book: the offline check needs chromium: apt-get install chromium (or CHROMIUM=/path)"; exit 2; }
 	$(BIN)/python tools/check_book.py _build/html --config _config.yml
 	@echo "The book: $(CURDIR)/_build/html/index.html"
 
