@@ -34,7 +34,7 @@ def test_workflow_runs_skips_and_reports_failures(small_dataset, tmp_path, plugi
     assert status.pop(bad_subject) == "failed"
     assert set(status.values()) == {"done"}
     err = report.set_index("subject").loc[bad_subject, "error"]
-    assert "broken.nii.gz: not a NIfTI image" in err
+    assert "broken.nii.gz: not a NIfTI, MGH/MGZ, Analyze or MINC image" in err
     assert not (out / bad_subject).exists()  # nothing half-written
     assert set(report["split"]) <= {"train", "val", "test"}
     assert not list(out.glob(".work-*"))  # nipype's working folder is cleaned up
