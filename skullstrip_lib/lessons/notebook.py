@@ -234,6 +234,11 @@ _DIRECTIVE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>exercise|solution)\}
                         r"(?P<body>.*?)^(?P=fence)[ \t]*$\n?", re.MULTILINE | re.DOTALL)
 _OPTION = re.compile(r"^:(label|class): .*\n", re.MULTILINE)
 _CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+_ADMONITION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>note|tip|warning|important|caution)\}"
+                         r"[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$\n?", re.MULTILINE | re.DOTALL)
+_TERM = re.compile(r"\{term\}`([^`<]+?)(?:\s*<[^>`]+>)?`")
+_NUMREF = re.compile(r"\{numref\}`[^`]+`")
+_EQ = re.compile(r"\{eq\}`([^`]+)`")
 _LINK = re.compile(r"\]\((?!https?://|#)([^)\s]+)\)")
 
 
@@ -258,7 +263,20 @@ def _colab_markdown(text: str) -> str:
         return (f"<details><summary><b>Solution</b> (click to open)</summary>\n\n{body}\n\n"
                 "</details>\n")
 
+    def admonition(match: re.Match) -> str:
+        body = match["body"].strip().splitlines()
+        lines = [f"**{match['name'].capitalize()}.** {body[0] if body else ''}", *body[1:]]
+        return "\n".join(f"> {line}".rstrip() for line in lines) + "\n"
+
+    def figure(match: re.Match) -> str:  # figure numbers exist only in the web book
+        before = match.string[:match.start()].rstrip(" ")
+        return "The figure" if not before or before[-1] in ".!?\n" else "the figure"
+
     text = _DIRECTIVE.sub(directive, text)
+    text = _ADMONITION.sub(admonition, text)
+    text = _TERM.sub(lambda m: m[1].strip(), text)
+    text = _NUMREF.sub(figure, text)
+    text = _EQ.sub(lambda m: f"({m[1]})", text)
     text = _CITE.sub(lambda m: "[" + ", ".join(k.strip() for k in m[1].split(",")) + "]", text)
     return _LINK.sub(lambda m: f"]({_colab_link(m[1])})", text)
 
@@ -283,7 +301,9 @@ def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     ``<details>`` fold, a code solution (``{solution-start}`` to
     ``{solution-end}``) into Colab form cells whose code is hidden and which
     run only when the student ticks ``show_solution`` (so "Run all" does not
-    reveal them), ``{cite}`` roles into ``[key]``, and links to other chapters
+    reveal them), ``{cite}`` roles into ``[key]``, note, tip and warning
+    admonitions into quoted paragraphs, ``{term}`` roles into their text, ``{numref}``
+    into "the figure" and ``{eq}`` into the equation's label, and links to other chapters
     and pages into links that work from Colab; the badge points at the copy
     itself. Outputs are dropped. The web book keeps its own dropdowns.
 
