@@ -93,14 +93,9 @@ VARIED_SYNTH = [
 # (size, tilt, atrophy, hindbrain, neck) is drawn per head in every group.
 DOMAIN_SYNTH = [
     {"n": 20},
-    {"n": 8, "orientation": "LPS", "voxel_size": [1.2, 1.0, 1.0], "shape": [208, 256, 192]},
-    {"n": 8, "orientation": "PIR", "voxel_size": [1.0, 1.0, 1.3], "shape": [256, 192, 160],
-     "oblique_deg": [8.0, 0.0, 5.0]},
+    *VARIED_SYNTH[1:3],  # LPS anisotropic, PIR oblique
     {"n": 10, "contrast": "mixed", "deface": False},
-    {"n": 8, "contrast": "random", "shape": [176, 240, 256]},  # long field of view
-    {"n": 8, "voxel_size": [0.9, 0.9, 1.2], "shape": [256, 256, 150], "oblique_deg": [0, 12, 0]},
-    {"n": 8, "contrast": "t2", "voxel_size": [1.0, 1.0, 1.0]},
-    {"n": 8, "shape": [200, 220, 150], "center_mm": [0.0, -10.0, 15.0]},  # cropped field of view
+    *VARIED_SYNTH[4:],  # long field of view, oblique 0.9 mm, T2, cropped field of view
     {"n": 8, "orientation": "LAS", "voxel_size": [1.5, 1.5, 1.5], "shape": [120, 140, 110],
      "center_mm": [0.0, -15.0, 5.0], "contrast": "mixed"},  # clinical: tight, 1.5 mm
     {"n": 8, "voxel_size": [0.9, 0.9, 4.0], "shape": [256, 256, 44], "slice_mm": 5.0,
