@@ -118,13 +118,14 @@ rounded: a teaching value, not a measurement from these sources.
 
 SOURCES: dict[str, str] = {
     "wm, gm": "Stanisz et al. 2005, Magn Reson Med 54:507-512, doi:10.1002/mrm.20605: "
-              "T1 and T2 at 1.5 T and 3 T (in vitro, 37 °C)",
+              "T1 and T2 at 1.5 T and 3 T (bovine brain in vitro, 37 °C)",
     "csf T1": "Rooney et al. 2007, Magn Reson Med 57:308-318, doi:10.1002/mrm.21122: "
               "about 4.3 s in vivo, independent of the field strength",
     "csf T2": "Spijkerman et al. 2018, MAGMA, doi:10.1007/s10334-017-0659-3: "
               "about 1.8 s at 3 T (partial-volume corrected); the 1.5 T value is taken as equal",
-    "fat": "Gold et al. 2004, AJR 183:343-351, doi:10.2214/ajr.183.2.1830343: "
-           "subcutaneous fat at 1.5 T and 3 T",
+    "fat": "de Bazelaire et al. 2004, Radiology 230:652-659, doi:10.1148/radiol.2303021331: "
+           "subcutaneous fat in vivo at 1.5 T and 3 T (fat T2 depends much on the method: "
+           "Gold et al. 2004 measured 133-165 ms with T2 preparation)",
 }
 """Where each value of :data:`TISSUES` comes from (the book's bibliography has the entries)."""
 
