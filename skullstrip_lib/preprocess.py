@@ -75,8 +75,10 @@ MODEL_SHAPE = (96, 128, 160)
 MODEL_SPACING = 2.0
 N4_BACKENDS = ("simpleitk", "ants", "none")
 """Bias-field correction: SimpleITK's N4, ANTs' N4 through nipype, or none."""
-NORMALIZATIONS = ("zscore", "minmax")
-"""Intensity normalisation inside the head (see :func:`normalize_intensity`)."""
+NORMALIZATIONS = ("zscore", "minmax", "none")
+"""Intensity normalisation inside the head (see :func:`normalize_intensity`), or none."""
+INTERPOLATIONS = {"linear": 1, "cubic": 3, "nearest": 0}
+"""How the image goes onto the model grid: name → spline order (see :func:`to_model_grid`)."""
 
 
 # --------------------------------------------------------------------------- head mask
@@ -742,10 +744,19 @@ class PreprocessConfig:
         defaults, ``n4_shrink=4, n4_iterations=(50, 50, 50, 50)``, make N4 ten
         times slower and its field no closer to the truth
         (``benchmarks/bench_n4.py``).
-    normalization : {"zscore", "minmax"}
-        See :func:`normalize_intensity`.
+    normalization : {"zscore", "minmax", "none"}
+        See :func:`normalize_intensity`; ``"none"`` keeps the resampled
+        intensities as they are (for a normalisation done afterwards, such as
+        the source article's 0-255 rescale in the book's ablation,
+        :mod:`skullstrip_lib.lessons.ablation`).
     clip_percentiles : tuple of 2 floats
         See :func:`normalize_intensity`.
+    interpolation : {"linear", "cubic", "nearest"}
+        How the image is resampled onto the model grid (:func:`to_model_grid`,
+        anti-aliased unless ``"nearest"``). Linear by default; nearest
+        neighbour aliases (it keeps one scan voxel in eight at 2 mm, chapter 4)
+        and is here so the book can measure what the source article's choice
+        of it costs. Masks are always resampled as fraction maps.
     """
 
     shape: tuple[int, int, int] = MODEL_SHAPE
@@ -756,12 +767,17 @@ class PreprocessConfig:
     n4_convergence: float = N4_CONVERGENCE
     normalization: Literal["zscore", "minmax"] = "zscore"
     clip_percentiles: tuple[float, float] = field(default=(0.5, 99.5))
+    interpolation: Literal["linear", "cubic", "nearest"] = "linear"
 
     def __post_init__(self) -> None:
         if self.n4 not in N4_BACKENDS:
             raise ValueError(f"n4 must be simpleitk, ants or none, not {self.n4!r}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be zscore or minmax, not {self.normalization!r}")
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                             f"not {self.normalization!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                             f"not {self.interpolation!r}")
         if len(self.shape) != 3 or min(self.shape) < 8 or self.spacing <= 0:
             raise ValueError(f"bad model grid {self.shape} at {self.spacing} mm")
 
@@ -848,7 +864,8 @@ def prepare_input(scan: Scan,
     """Turn a loaded scan into the network's input: the steps shared by training and use.
 
     Head mask, bias-field correction (``config.n4``), the model grid placed on
-    the head, linear anti-aliased resampling, normalisation inside the head.
+    the head, resampling (``config.interpolation``: linear and anti-aliased by
+    default), normalisation inside the head (``config.normalization``).
     :func:`preprocess_subject` (training data) and
     :func:`skullstrip_lib.inference.strip` (new scans) both call it, so a model
     always sees data prepared the same way.
@@ -898,13 +915,15 @@ def prepare_input(scan: Scan,
         corrected = _bias_correct(scan, head, config)
     grid = fit_model_grid(scan.affine, scan.image.shape, head, shape=config.shape,
                           spacing=config.spacing)
-    image = to_model_grid(corrected, grid, order=1, cval=background)
+    image = to_model_grid(corrected, grid, order=INTERPOLATIONS[config.interpolation],
+                          cval=background)
     del corrected  # N4's full-size output, when there is one
     # The head mask is blocky anyway: no anti-aliasing needed on its way to the grid.
     head_m = to_model_grid(head, grid, antialias=False) >= 0.5
     del head
-    image = normalize_intensity(image, head_m, method=config.normalization,
-                                clip_percentiles=config.clip_percentiles)
+    if config.normalization != "none":
+        image = normalize_intensity(image, head_m, method=config.normalization,
+                                    clip_percentiles=config.clip_percentiles)
     return image, grid
 
 

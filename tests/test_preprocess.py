@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -349,6 +350,30 @@ def test_config_validation():
         pp.PreprocessConfig(n4="fsl")
     with pytest.raises(ValueError, match="normalization must be"):
         pp.PreprocessConfig(normalization="zscore255")
+    with pytest.raises(ValueError, match="interpolation must be one of linear, cubic, nearest"):
+        pp.PreprocessConfig(interpolation="bspline")
+    # A model description written before the field existed reads as linear.
+    old = {k: v for k, v in pp.PreprocessConfig().to_dict().items() if k != "interpolation"}
+    assert pp.PreprocessConfig.from_dict(old).interpolation == "linear"
+
+
+def test_prepare_input_interpolation_and_no_normalization(small_subject):
+    t1w, _ = small_subject
+    scan = load_scan(t1w)
+    raw = dataclasses.replace(SMALL_CONFIG, normalization="none", n4="none")
+    linear, grid = pp.prepare_input(scan, raw)
+    nearest, grid_n = pp.prepare_input(scan, dataclasses.replace(raw, interpolation="nearest"))
+    np.testing.assert_array_equal(grid.affine, grid_n.affine)  # same grid, other values
+    # No normalisation: the scan's own intensities (the resampling's, with its smoothing).
+    np.testing.assert_allclose(linear, pp.to_model_grid(scan.data, grid, cval=scan.background),
+                               rtol=1e-6)
+    # Nearest neighbour copies scan voxels: every value is one of the scan's.
+    assert set(np.unique(nearest).tolist()) <= set(np.unique(scan.data).tolist())
+    assert not np.array_equal(nearest, linear)
+    np.testing.assert_array_equal(
+        nearest, pp.to_model_grid(scan.data, grid, order=0, cval=scan.background))
+    cubic, _ = pp.prepare_input(scan, dataclasses.replace(raw, interpolation="cubic"))
+    assert np.corrcoef(cubic.ravel(), linear.ravel())[0, 1] > 0.99
 
 
 @pytest.mark.parametrize("geometry", [{}, {"orientation": "LPS", "oblique_deg": (5.0, 0.0, 9.0),
