@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -44,11 +45,14 @@ __all__ = [
     "check_input_shape",
     "check_int",
     "check_norm",
+    "conv_norm",
     "describe_model",
     "export_onnx",
     "norm_layer",
     "parameter_count",
     "receptive_field",
+    "residual_block",
+    "residual_sum",
     "training_memory",
 ]
 
@@ -111,30 +115,37 @@ def norm_layer(norm: str | None, channels: int, name: str):
     return keras.layers.GroupNormalization(groups=_groups(channels, norm), name=name)
 
 
-def _residual_block(x, filters: int, norm: str | None, prefix: str):
-    """conv → norm → ReLU → conv → norm, + shortcut, → ReLU.
+def conv_norm(x, filters: int, norm: str | None, prefix: str, n: int):
+    """A 3x3x3 convolution and its norm, named ``{prefix}_conv{n}`` and ``{prefix}_norm{n}``.
 
-    The two convolutions have no bias when a normalisation follows: the norm
+    The convolution has no bias when a normalisation follows: the norm
     subtracts the mean, so a bias would be learnt and then removed.
     """
-    use_bias = norm is None
-    y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=use_bias,
-                            name=f"{prefix}_conv1")(x)
-    if (layer := norm_layer(norm, filters, f"{prefix}_norm1")) is not None:
+    y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=norm is None,
+                            name=f"{prefix}_conv{n}")(x)
+    if (layer := norm_layer(norm, filters, f"{prefix}_norm{n}")) is not None:
         y = layer(y)
+    return y
+
+
+def residual_sum(y, x, prefix: str):
+    """``ReLU(y + x)``, the end of a residual block; ``x`` projected when the channels differ."""
+    shortcut = x
+    if x.shape[-1] != y.shape[-1]:
+        # A 1x1x1 projection so the channel counts match for the sum.
+        shortcut = keras.layers.Conv3D(y.shape[-1], 1, name=f"{prefix}_proj")(x)
+    y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{prefix}_out")(y)
+
+
+def residual_block(x, filters: int, norm: str | None, prefix: str):
+    """conv → norm → ReLU → conv → norm, + shortcut, → ReLU: :func:`build_unet`'s block."""
+    y = conv_norm(x, filters, norm, prefix, 1)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
     # The second convolution reads the FIRST one's output (the source article's
     # network read the block input here, see build_source_unet).
-    y = keras.layers.Conv3D(filters, 3, padding="same", use_bias=use_bias,
-                            name=f"{prefix}_conv2")(y)
-    if (layer := norm_layer(norm, filters, f"{prefix}_norm2")) is not None:
-        y = layer(y)
-    shortcut = x
-    if x.shape[-1] != filters:
-        # A 1x1x1 projection so the channel counts match for the sum.
-        shortcut = keras.layers.Conv3D(filters, 1, name=f"{prefix}_proj")(x)
-    y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
-    return keras.layers.ReLU(name=f"{prefix}_out")(y)
+    y = conv_norm(y, filters, norm, prefix, 2)
+    return residual_sum(y, x, prefix)
 
 
 # --------------------------------------------------------------------------- the model
@@ -146,6 +157,7 @@ def build_unet(
     dropout: float = 0.1,
     norm: str | None = "instance",
     name: str = "resunet3d",
+    block: Callable[..., Any] | None = None,
 ) -> keras.Model:
     """Build the residual 3D U-Net the book trains.
 
@@ -180,6 +192,11 @@ def build_unet(
         divisor of the channel count that is at most 8 as number of groups.
     name : str
         The model's name.
+    block : callable, optional
+        Builds one level's block, ``block(x, filters, norm, prefix) -> tensor``,
+        naming its layers ``prefix + "_..."``; :func:`residual_block` by
+        default. The book's ablation passes the source article's miswired one
+        (:func:`skullstrip_lib.lessons.ablation.source_block`).
 
     Returns
     -------
@@ -204,12 +221,13 @@ def build_unet(
     norm = check_norm(norm)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    block = block or residual_block
 
     inputs = keras.Input(shape=shape, name="t1w")
     x = inputs
     skips = []
     for level in range(depth):
-        x = _residual_block(x, base_filters * 2**level, norm, f"enc{level}")
+        x = block(x, base_filters * 2**level, norm, f"enc{level}")
         if level < depth - 1:
             skips.append(x)
             x = keras.layers.MaxPooling3D(2, name=f"enc{level}_pool")(x)
@@ -218,7 +236,7 @@ def build_unet(
     for level in reversed(range(depth - 1)):
         x = keras.layers.UpSampling3D(2, name=f"dec{level}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _residual_block(x, base_filters * 2**level, norm, f"dec{level}")
+        x = block(x, base_filters * 2**level, norm, f"dec{level}")
     # float32 even under a mixed_float16 policy: probabilities near 0 and 1 and
     # the loss's logarithms need the precision.
     outputs = keras.layers.Conv3D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)

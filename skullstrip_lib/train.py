@@ -36,7 +36,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ __all__ = [
     "TRAINING_PROFILES",
     "TrainConfig",
     "check_device",
+    "compile_for_training",
     "export_run",
     "fit_batch_size",
     "gpu_free_bytes",
@@ -704,19 +705,45 @@ def precision_policy(name: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(before)
 
 
-def _build_and_compile(config: TrainConfig):
+def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = None):
+    """Compile ``model`` the way :func:`train` fits: Adam, cosine decay, Dice and IoU.
+
+    The learning rate starts at ``config.learning_rate`` and decays along a
+    cosine to 5 % of it over the run (``epochs * steps_per_epoch`` steps).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network with one sigmoid output.
+    config : TrainConfig
+        Gives the learning rate, the schedule's length and the loss.
+    loss : callable, optional
+        Instead of ``config.loss`` (the book's ablation trains with the source
+        article's focal loss).
+
+    Returns
+    -------
+    keras.Model
+        ``model``, compiled.
+    """
     import keras
 
     from .losses import DiceScore, IoUScore, get_loss
+
+    total = config.epochs * config.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=loss if loss is not None else get_loss(config.loss),
+                  metrics=[DiceScore(), IoUScore()])
+    return model
+
+
+def _build_and_compile(config: TrainConfig):
     from .model import build_unet
 
     model = build_unet((*config.preprocess.shape, 1), base_filters=config.base_filters,
                        depth=config.depth, dropout=config.dropout, norm=config.norm)
-    total = config.epochs * config.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=get_loss(config.loss),
-                  metrics=[DiceScore(), IoUScore()])
-    return model
+    return compile_for_training(model, config)
 
 
 def _read_config(run_dir: Path) -> TrainConfig:

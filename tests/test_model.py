@@ -78,6 +78,24 @@ def test_layer_names_and_mixed_precision_output():
     assert mixed.output.dtype == "float32"
 
 
+def test_block_is_pluggable():
+    calls = []
+
+    def plain_block(x, filters, norm, prefix):  # one convolution, no shortcut
+        calls.append((prefix, filters, norm))
+        return keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
+                                   name=f"{prefix}_conv")(x)
+
+    model = build_unet((16, 16, 16, 1), base_filters=4, depth=2, norm="group", block=plain_block)
+    assert calls == [("enc0", 4, "group"), ("enc1", 8, "group"), ("dec0", 4, "group")]
+    assert {"enc0_conv", "enc1_conv", "dec0_conv", "mask"} <= {layer.name for layer in
+                                                               model.layers}
+    # 1->4, 4->8, (8+4)->4 convolutions with biases, and the 1x1x1 output.
+    assert model.count_params() == (27 * 4 + 4) + (27 * 4 * 8 + 8) + (27 * 12 * 4 + 4) + 5
+    default = build_unet((16, 16, 16, 1), base_filters=4, depth=2, norm="group")
+    assert default.count_params() == parameter_count(4, 2, norm="group")
+
+
 # --------------------------------------------------------------------------- numbers
 @pytest.mark.parametrize("norm", ["instance", "group", "batch", None])
 @pytest.mark.parametrize(("base", "depth", "channels"), [(4, 1, 1), (4, 2, 1), (6, 3, 2),
