@@ -13,7 +13,7 @@ SUBJECTS ?= 3
 export SKULLSTRIP_DATA ?= $(CURDIR)/data
 
 .PHONY: setup test test-fast book student-edition colab-edition demo bench bench-families lint \
-	clean default-model
+	clean default-model ablation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed"'
@@ -91,6 +91,13 @@ bench: setup
 # bundled model is chosen by, and the README's accuracy table. About 15 minutes on 2 cores.
 bench-families: setup
 	$(BIN)/python benchmarks/bench_families.py --markdown
+
+# The source article's defects, measured (book/source_article.md, chapter 8): the sample
+# profile's pipeline, then each defect alone, 5 seeds each, scored on held-out heads in
+# native space. Writes skullstrip_lib/lessons/results/ablation.{csv,json} and
+# book/ablation_table.md. About 40 minutes on 2 cores; finished runs are reused.
+ablation: setup
+	$(BIN)/python benchmarks/ablation.py
 
 # The bundled default model, reproducibly: train with the "default" profile, export it
 # into the package with flip test-time augmentation and the threshold calibrated on the
