@@ -131,6 +131,19 @@ def test_run_ablation_end_to_end_and_resumes(tmp_path, monkeypatch):
         ablation.run_ablation(["dropout"], **kwargs)
 
 
+def test_recorded_ablation_covers_every_defect():
+    scores, made = ablation.recorded()
+    assert set(scores["defect"]) == set(ablation.DEFECTS)
+    assert scores.groupby("defect")["seed"].nunique().min() >= 3
+    # Every run scored on the same heads, with the same seeds.
+    heads = scores.groupby(["defect", "seed"])["subject"].apply(frozenset)
+    assert heads.nunique() == 1
+    assert {"command", "machine", "date", "minutes"} <= set(made)
+    table = ablation.summarize(scores)
+    assert list(table.index[:len(ablation.DEFECTS)]) == [d.label for d in
+                                                          ablation.DEFECTS.values()]
+
+
 def test_plot_ablation_one_row_per_run():
     rows = [(d, seed, h, "test", 0.9 - 0.1 * i, 2.0) for i, d in enumerate(["none", "adam"])
             for seed in (0, 1) for h in ("h1", "h2")]
