@@ -58,6 +58,7 @@ __all__ = [
     "MEMORY_MARGIN",
     "TRAINING_PROFILES",
     "TrainConfig",
+    "build_network",
     "check_device",
     "compile_for_training",
     "export_run",
@@ -738,12 +739,20 @@ def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = 
     return model
 
 
-def _build_and_compile(config: TrainConfig):
+def build_network(config: TrainConfig, *, block: Callable | None = None):
+    """The U-Net a configuration trains: its grid, filters, depth, dropout and norm.
+
+    ``block`` is passed to :func:`skullstrip_lib.model.build_unet` (its
+    residual block by default; the book's ablation passes the source article's).
+    """
     from .model import build_unet
 
-    model = build_unet((*config.preprocess.shape, 1), base_filters=config.base_filters,
-                       depth=config.depth, dropout=config.dropout, norm=config.norm)
-    return compile_for_training(model, config)
+    return build_unet((*config.preprocess.shape, 1), base_filters=config.base_filters,
+                      depth=config.depth, dropout=config.dropout, norm=config.norm, block=block)
+
+
+def _build_and_compile(config: TrainConfig):
+    return compile_for_training(build_network(config), config)
 
 
 def _read_config(run_dir: Path) -> TrainConfig:

@@ -191,11 +191,9 @@ def build_model(config, defect: Defect):
     keras.Model
         Not compiled.
     """
-    from ..model import build_unet
+    from ..train import build_network
 
-    model = build_unet((*config.preprocess.shape, 1), base_filters=config.base_filters,
-                       depth=config.depth, dropout=config.dropout, norm=config.norm,
-                       block=source_block if defect.source_block else None)
+    model = build_network(config, block=source_block if defect.source_block else None)
     if tuple(defect.output_kernel) != (1, 1, 1):
         model = with_output_kernel(model, defect.output_kernel)
     return model
@@ -323,7 +321,7 @@ def _fit(config, defect: Defect, seed: int, tf_dir: Path, run_dir: Path):
     if best.exists():  # absent when no epoch scored a number (NaN val_dice throughout)
         model = keras.saving.load_model(best, compile=False)
     finite = [d for d in val_dice if np.isfinite(d)]
-    epoch = int(np.argmax(val_dice)) + 1 if finite else len(val_dice)
+    epoch = int(np.nanargmax(val_dice)) + 1 if finite else len(val_dice)
     return model, {"best_epoch": epoch, "best_val_dice": max(finite) if finite else float("nan")}
 
 
@@ -454,6 +452,16 @@ def run_ablation(
 
 
 # --------------------------------------------------------------------------- the table
+def _runs(scores: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, scored rows) for each row of the table: the defects' held-out heads in
+    :data:`DEFECTS` order, then the pipeline's validation heads (:data:`NO_TEST_SPLIT`)."""
+    held = scores[scores["split"] == "test"]
+    runs = [(DEFECTS[name].label, held[held["defect"] == name])
+            for name in DEFECTS if name in set(held["defect"])]
+    val = scores[(scores["defect"] == "none") & (scores["split"] == "val")]
+    return [*runs, (NO_TEST_SPLIT, val)] if len(val) else runs
+
+
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per defect: its held-out scores, their spread over seeds, its cost.
 
@@ -486,15 +494,10 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
                 "failed": int((rows["dice"] < 0.5).sum()), "masks": len(rows),
                 "seeds": len(per_seed), "heads": rows["subject"].nunique()}
 
-    held = scores[scores["split"] == "test"]
-    table = {DEFECTS[name].label: one(held[held["defect"] == name])
-             for name in DEFECTS if name in set(held["defect"])}
+    table = {label: one(rows) for label, rows in _runs(scores)}
     reference = table[DEFECTS["none"].label]["dice"]
     for row in table.values():
         row["delta_dice"] = row["dice"] - reference
-    val = scores[(scores["defect"] == "none") & (scores["split"] == "val")]
-    if len(val):
-        table[NO_TEST_SPLIT] = {**one(val), "delta_dice": one(val)["dice"] - reference}
     columns = ["dice", "dice_sd", "dice_min", "dice_max", "delta_dice", "hd95_mm",
                "worst_dice", "failed", "masks", "seeds", "heads"]
     return pd.DataFrame.from_dict(table, orient="index")[columns]
@@ -526,9 +529,7 @@ def plot_ablation(scores: pd.DataFrame, *, ax=None, title: str | None = None):
     plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 0.45 * (len(DEFECTS) + 1) + 1.2))
-    rows = [(DEFECTS[name].label, scores[(scores["defect"] == name) & (scores["split"] == "test")])
-            for name in DEFECTS if name in set(scores["defect"])]
-    rows.append((NO_TEST_SPLIT, scores[(scores["defect"] == "none") & (scores["split"] == "val")]))
+    rows = _runs(scores)
     reference = rows[0][1].groupby("seed")["dice"].mean().mean()
     for y, (label, group) in enumerate(rows):
         per_seed = group.groupby("seed")["dice"].mean()
