@@ -1,14 +1,16 @@
 """skullstrip_lib: brain extraction of T1-weighted MRI with a 3D U-Net.
 
 The library behind the *skullstrip* teaching book. One module per step of the
-pipeline, data flowing one way:
+pipeline, in layers, bottom first (a module imports its own layer and the ones
+below, never one above; the README's Layout section states the same order):
 
-``datasets`` (NFBS download, index, split) and ``synth`` (synthetic heads)
-→ ``io`` (validated loading, RAS, writing back) → ``preprocess`` (N4, model
-grid, normalisation) and ``workflow`` (the batch run in nipype) → ``data``
-(tf.data, augmentation) → ``model``, ``losses`` → ``train`` → ``inference``
-(native-space prediction) → ``evaluate``. ``metrics`` and ``viz`` serve all;
-``cli`` sits on top.
+``errors``, ``io`` (validated loading, RAS, writing back), ``metrics``
+→ ``datasets`` (NFBS download, index, split), ``synth`` (synthetic heads),
+``preprocess`` (N4, model grid, normalisation), ``workflow`` (the batch run in
+nipype) → ``data`` (tf.data, augmentation), ``model``, ``losses`` → ``train``
+→ ``inference`` (native-space prediction), ``evaluate`` → ``viz`` → ``cli``.
+
+The book's lesson helpers sit above all of them in ``skullstrip_lib.lessons``.
 
 Importing the package is cheap: submodules are imported when first used, and
 TensorFlow is never imported here.
@@ -22,14 +24,15 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics", "model",
-    "mri", "notebook", "preprocess", "synth", "train", "viz", "workflow",
+    "cli", "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics",
+    "model", "preprocess", "synth", "train", "viz", "workflow",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import (  # noqa: F401
+        cli,
         data,
         datasets,
         errors,
@@ -39,8 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
         losses,
         metrics,
         model,
-        mri,
-        notebook,
         preprocess,
         synth,
         train,

@@ -17,8 +17,9 @@ residual (He et al., 2016):
   probability that a voxel is brain. It computes in float32 even under mixed
   precision, so the loss never sees float16 probabilities.
 
-:func:`build_source_unet` rebuilds the source article's network, defects and
-all, for the book's "what goes wrong" chapter. :func:`receptive_field`,
+The source article's network, defects and all, is rebuilt for the book's
+chapter 6 in the lessons room
+(:func:`skullstrip_lib.lessons.unet_anatomy.build_source_unet`). :func:`receptive_field`,
 :func:`parameter_count` and :func:`describe_model` give the numbers the book
 quotes; :func:`export_onnx` writes the model for ONNX Runtime and checks it.
 
@@ -143,7 +144,7 @@ def residual_block(x, filters: int, norm: str | None, prefix: str):
     y = conv_norm(x, filters, norm, prefix, 1)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
     # The second convolution reads the FIRST one's output (the source article's
-    # network read the block input here, see build_source_unet).
+    # network read the block input here, see lessons.unet_anatomy.build_source_unet).
     y = conv_norm(y, filters, norm, prefix, 2)
     return residual_sum(y, x, prefix)
 
@@ -270,7 +271,8 @@ def receptive_field(depth: int, convs_per_block: int = 2, kernel: int = 3) -> in
         Number of U-Net levels, >= 1.
     convs_per_block : int
         Convolutions along the main path of each block (2 for
-        :func:`build_unet`; 1 for :func:`build_source_unet`, whose first
+        :func:`build_unet`; 1 for the source article's network
+        (``lessons.unet_anatomy.build_source_unet``), whose first
         convolution is thrown away).
     kernel : int
         Convolution kernel size along the axis.
@@ -359,7 +361,7 @@ def describe_model(model: keras.Model, spacing_mm: float | None = None) -> dict:
     Parameters
     ----------
     model : keras.Model
-        Built by :func:`build_unet` or :func:`build_source_unet` (or loaded
+        Built by :func:`build_unet` or ``lessons.unet_anatomy.build_source_unet`` (or loaded
         from one).
     spacing_mm : float, optional
         Voxel size in mm, to give the receptive field in mm.

@@ -44,14 +44,12 @@ __all__ = [
 
 
 def pyplot():
-    """matplotlib.pyplot, off-screen (Agg) in scripts and the CLI, inline in a Jupyter kernel."""
-    import matplotlib
+    """matplotlib.pyplot, imported on first use (``import skullstrip_lib.viz`` stays cheap).
 
-    modules = __import__("sys").modules
-    # Headless scripts and the CLI draw off-screen; a Jupyter kernel keeps its inline backend.
-    if ("matplotlib.pyplot" not in modules and "ipykernel" not in modules
-            and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY")):
-        matplotlib.use("Agg")
+    The backend is matplotlib's own choice, never switched here: inline in a Jupyter
+    kernel, ``$MPLBACKEND`` when set, and off-screen (Agg) on a machine without a
+    display, which matplotlib selects by itself.
+    """
     import matplotlib.pyplot as plt
 
     return plt

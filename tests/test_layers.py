@@ -26,7 +26,9 @@ LAYERS = (
     ("cli",),
 )
 LESSONS = len(LAYERS)  # skullstrip_lib.lessons.* sits above every pipeline module
-LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+# Private helper modules every layer may use (shared docstring text): below the first layer.
+BASE = ("_docs",)
+LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer} | dict.fromkeys(BASE, 0)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -141,3 +143,13 @@ def test_pipeline_never_imports_lessons():
         for line, target, _ in imports(path):
             assert not re.match(r"skullstrip_lib\.lessons\b", target), (
                 f"{path.relative_to(ROOT)}:{line}: a pipeline module imports {target}")
+
+
+def test_star_import_gives_every_pipeline_module():
+    import skullstrip_lib
+
+    namespace: dict = {}
+    exec("from skullstrip_lib import *", namespace)  # raised ModuleNotFoundError once
+    public = {name for layer in LAYERS for name in layer}
+    assert public <= set(namespace), public - set(namespace)
+    assert set(skullstrip_lib.__all__) - {"__version__"} == public

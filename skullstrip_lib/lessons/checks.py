@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from .._docs import fill_doc
+
 __all__ = [
     "check_bias_removal",
     "check_dice",
@@ -162,6 +164,7 @@ def _reorient_cases() -> list[tuple[str, np.ndarray]]:
             ("a grid tilted by 15 degrees is reordered, not resampled", oblique)]
 
 
+@fill_doc
 def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
                    *, strict: bool = False) -> bool:
     """Check a function that reorders a voxel array and its affine to RAS (chapter 1).
@@ -176,21 +179,9 @@ def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -266,6 +257,7 @@ def _nfbs_files(root: Path, subjects: Sequence[str], drop: tuple[str, str] | Non
     return paths
 
 
+@fill_doc
 def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> bool:
     """Check a function that pairs NFBS files by subject id (chapter 2).
 
@@ -281,21 +273,9 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> 
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -407,6 +387,7 @@ def _two_tissue_ball(shape: tuple[int, int, int] = (24, 24, 20)
     return clean, head, core
 
 
+@fill_doc
 def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], *,
                        strict: bool = False) -> bool:
     """Check a function that removes a known multiplicative bias field (chapter 3).
@@ -423,21 +404,9 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -517,6 +486,7 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
 
 
 # --------------------------------------------------------------------------- chapter 4
+@fill_doc
 def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[int]],
                                   np.ndarray], *, strict: bool = False) -> bool:
     """Check a pull resampling onto a target grid, linear interpolation (chapter 4).
@@ -533,21 +503,9 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -652,6 +610,7 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
 
 
 # --------------------------------------------------------------------------- chapter 5
+@fill_doc
 def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
                  strict: bool = False) -> bool:
     """Check a z-score normalisation inside a mask, with percentile clipping (chapter 5).
@@ -666,21 +625,9 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -763,6 +710,7 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
 
 
 # --------------------------------------------------------------------------- chapter 6
+@fill_doc
 def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = False) -> bool:
     """Check a residual block built from Keras layers (chapter 6).
 
@@ -780,21 +728,9 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -905,6 +841,7 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
 
 
 # --------------------------------------------------------------------------- chapter 7
+@fill_doc
 def check_dice_loss(func: Callable[..., Any], *, strict: bool = False) -> bool:
     """Check a soft Dice loss, one value per volume of a batch (chapter 7).
 
@@ -918,21 +855,9 @@ def check_dice_loss(func: Callable[..., Any], *, strict: bool = False) -> bool:
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -1026,6 +951,7 @@ def _cube(shape: tuple[int, ...], lo: Sequence[int], hi: Sequence[int]) -> np.nd
     return mask
 
 
+@fill_doc
 def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
                strict: bool = False) -> bool:
     """Check a Dice coefficient of two masks (chapter 8).
@@ -1037,21 +963,9 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -1112,6 +1026,7 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
     return _run(func, cases, "metrics.dice", strict=strict)
 
 
+@fill_doc
 def check_hausdorff95(func: Callable[..., float], *, strict: bool = False) -> bool:
     """Check the 95th-percentile Hausdorff distance of two masks (chapter 8).
 
@@ -1126,21 +1041,9 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False) -> bo
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -1212,6 +1115,7 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False) -> bo
 
 
 # --------------------------------------------------------------------------- chapter 9
+@fill_doc
 def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
                       strict: bool = False) -> bool:
     """Check a clean-up of a predicted mask: largest component, holes filled (chapter 9).
@@ -1227,21 +1131,9 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------
@@ -1301,6 +1193,7 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
 
 
 # --------------------------------------------------------------------------- chapter 10
+@fill_doc
 def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
                 strict: bool = False) -> bool:
     """Check a gamma curve applied to an image, as the augmentation does it (chapter 10).
@@ -1316,21 +1209,9 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
 
     Parameters
     ----------
-    func : callable
-        The student's function.
-    strict : bool
-        Fail (instead of reporting "not written yet") when ``func`` still
-        raises :class:`NotImplementedError`: for autograding.
+    %(check_params)s
 
-    Returns
-    -------
-    bool
-        True if every case passed, False if ``func`` is not written yet.
-
-    Raises
-    ------
-    AssertionError
-        A case failed: which one, the expected and actual answers, and a hint.
+    %(check_returns)s
 
     Examples
     --------

@@ -1,0 +1,78 @@
+"""Shared parameter text for docstrings, written once (nilearn's ``fill_doc`` idea).
+
+A docstring names a shared block as ``%(key)s`` on a line of its own, indented as the
+block should be; :func:`fill_doc` replaces it with the text of :data:`DOCS` indented to
+match. Only these placeholders are replaced: any other ``%`` in a docstring (``8 %``)
+is left alone, unlike ``docstring % dict``.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["DOCS", "fill_doc"]
+
+F = TypeVar("F", bound=Callable)
+
+DOCS: dict[str, str] = {
+    # The "build it yourself" checks (skullstrip_lib.lessons.checks): one frame, one text.
+    "check_params": """\
+func : callable
+    The student's function.
+strict : bool
+    Fail (instead of reporting "not written yet") when ``func`` still
+    raises :class:`NotImplementedError`: for autograding.""",
+    "check_returns": """\
+Returns
+-------
+bool
+    True if every case passed, False if ``func`` is not written yet.
+
+Raises
+------
+AssertionError
+    A case failed: which one, the expected and actual answers, and a hint.""",
+}
+
+_PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<key>\w+)\)s[ \t]*$", re.MULTILINE)
+
+
+def fill_doc(func: F) -> F:
+    """Replace each ``%(key)s`` line of ``func``'s docstring with ``DOCS[key]``, indented.
+
+    Parameters
+    ----------
+    func : callable
+        A function or class whose docstring holds placeholders.
+
+    Returns
+    -------
+    callable
+        ``func`` itself, its ``__doc__`` filled in.
+
+    Raises
+    ------
+    KeyError
+        A placeholder names no entry of :data:`DOCS`.
+
+    Examples
+    --------
+    >>> @fill_doc
+    ... def f(func, *, strict=False):
+    ...     '''Check func.
+    ...
+    ...     Parameters
+    ...     ----------
+    ...     %(check_params)s
+    ...     '''
+    >>> print(f.__doc__.splitlines()[4])
+        func : callable
+    """
+    doc = func.__doc__
+    if doc:
+        func.__doc__ = _PLACEHOLDER.sub(
+            lambda m: textwrap.indent(DOCS[m["key"]], m["indent"]), doc)
+    return func
