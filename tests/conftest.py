@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# TensorFlow's C++ start-up lines, quietened for the whole suite in this one place (it must be
+# set before TensorFlow is first imported, which conftest precedes).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 import http.server
 import socket
 import threading
@@ -174,6 +180,10 @@ def server():
 
 
 def pytest_collection_modifyitems(items):
+    # A test that takes the full-size head is slow, whether or not its author said so.
+    for item in items:
+        if "full_head" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     # pytest-xdist hands tests to its workers in this order: start the longest first (the
     # full-profile rehearsal of every chapter, then the sample-profile chapter runs), so that
     # one worker is not left running a 15-minute test after the others have finished.

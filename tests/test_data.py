@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import inspect
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-
-from skullstrip_lib import data  # noqa: E402
-from skullstrip_lib.data import AugmentConfig, augment, load_split, make_dataset  # noqa: E402
-from skullstrip_lib.errors import InvalidInputError, SkullstripError  # noqa: E402
+from skullstrip_lib import data
+from skullstrip_lib.data import AugmentConfig, augment, load_split, make_dataset
+from skullstrip_lib.errors import InvalidInputError, SkullstripError
 
 SHAPE = (32, 40, 48)
 OFF = AugmentConfig.none()

@@ -1062,9 +1062,8 @@ def test_progress_bars_on(tmp_path, server, tiny, capsys):
 
 
 def test_with_synthetic_heads_from_synth(tmp_path, server):
-    synth = pytest.importorskip("skullstrip_lib.synth")
-    if not hasattr(synth, "write_nfbs_dataset"):
-        pytest.skip("skullstrip_lib.synth.write_nfbs_dataset is not there yet")
+    from skullstrip_lib import synth
+
     synth.write_nfbs_dataset(
         tmp_path / "src", 3, seed=0, progress=False, shape=(48, 48, 40), voxel_size=(4.0, 4.0, 4.0)
     )

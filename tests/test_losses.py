@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from skullstrip_lib import losses, metrics  # noqa: E402
-from skullstrip_lib.losses import (  # noqa: E402
+from skullstrip_lib import losses, metrics
+from skullstrip_lib.losses import (
     DiceScore,
     IoUScore,
     dice_bce_loss,

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from skullstrip_lib.lessons.training_lab import toy_volumes  # noqa: E402
-from skullstrip_lib.losses import DiceScore, dice_bce_loss  # noqa: E402
-from skullstrip_lib.model import (  # noqa: E402
+from skullstrip_lib.lessons.training_lab import toy_volumes
+from skullstrip_lib.losses import DiceScore, dice_bce_loss
+from skullstrip_lib.model import (
     build_unet,
     describe_model,
     export_onnx,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
+import pytest
 
 from skullstrip_lib import viz
 
@@ -27,12 +29,6 @@ def test_slice_viewer_redraws_on_slider_change():
 
 # --------------------------------------------------------------------------- orientation letters
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-
-import nibabel as nib  # noqa: E402
-import pytest  # noqa: E402
 
 MARKER = (17, 20, 13)  # towards the subject's right (high i), anterior (high j), superior (high k)
 
