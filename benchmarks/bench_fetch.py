@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from table import print_table  # benchmarks/table.py: run as a script, its folder is on the path
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
@@ -120,14 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ("n_subjects", "bytes sent", "share sent", "share needed", "seconds")
     lines = [(str(n or f"None ({args.subjects})"), f"{sent:,}", f"{share:.1%}", f"{need:.1%}",
               f"{s:.2f}") for n, sent, share, need, s in rows]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-    else:
-        for line in [header, *lines]:
-            print("  ".join(f"{c:>16}" for c in line))
+    print_table(header, lines, args.markdown)
     return 0
 
 

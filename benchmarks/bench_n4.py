@@ -38,6 +38,7 @@ import sys
 import time
 
 from machine import cpu_model  # benchmarks/machine.py: run as a script, its folder is on the path
+from table import print_table
 
 SETTINGS = {
     "shrink 4, 4x50, field at full res (old default)":
@@ -182,15 +183,7 @@ def main() -> None:
     for name, key, left in (("no correction", "biased", "1"), ("clean head", "clean", "0")):
         cv = statistics.mean(intensity_cv(c[key], c["white"]) for c in cases)
         rows.append([name, "", "", "", "", f"{cv:.4f}", left])
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-        for row in [header, *rows]:
-            print("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)))
+    print_table(header, rows, args.markdown)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from machine import cpu_model  # benchmarks/machine.py: run as a script, its folder is on the path
+from table import print_table
 
 STEPS = ["synth", "load", "head_mask", "n4", "n4_old", "resample", "normalise",
          "preprocess_subject", "preprocess_subject_old"]
@@ -171,18 +172,6 @@ def _child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _print_table(header: list[str], rows: list[list[str]], markdown: bool) -> None:
-    if markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-        for row in [header, *rows]:
-            print("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=3,
@@ -244,7 +233,7 @@ def main() -> None:
                  f"{statistics.median(r['cpu'] for r in results[s]):.2f}",
                  f"{max(r['peak_mb'] for r in results[s]):.0f}",
                  f"{max(r['step_mb'] for r in results[s]):.0f}"] for s in STEPS]
-        _print_table(header, rows, args.markdown)
+        print_table(header, rows, args.markdown)
     if batch:
         print(f"\nThe whole batch, {args.batch} subjects, workflow.run_preprocessing, median "
               f"of {args.repeats} runs (new: the defaults; old: shrink 4, 4x50). CPU s/subject "
@@ -257,7 +246,7 @@ def main() -> None:
                  f"{res['cpu'] / args.batch:.2f}",
                  f"{res['seconds'] / args.batch * 125 / 60:.1f}"]
                 for config, plugin, workers, res in batch]
-        _print_table(header, rows, args.markdown)
+        print_table(header, rows, args.markdown)
 
 
 if __name__ == "__main__":
