@@ -53,7 +53,6 @@ __all__ = [
     "score_heads",
     "source_block",
     "summarize",
-    "with_output_kernel",
 ]
 
 
@@ -76,7 +75,8 @@ class Defect:
     source_block : bool
         Build the network with :func:`source_block`.
     output_kernel : tuple of 3 int
-        The output convolution's kernel (:func:`with_output_kernel`).
+        The output convolution's kernel
+        (:func:`~skullstrip_lib.lessons.unet_anatomy.with_output_kernel`).
     focal : bool
         Train with a focal loss instead of soft Dice + cross-entropy.
     learning_rate : float or None
@@ -127,9 +127,11 @@ def source_block(x, filters: int, norm: str | None, prefix: str):
     """:func:`~skullstrip_lib.model.residual_block` wired as the source article's block.
 
     The same layers, but the second convolution reads the block's input
-    ``x`` instead of the first convolution's output, so the first convolution
-    (and its norm) is computed for nothing: Keras leaves it out of the graph,
-    and each block is one convolution deep.
+    ``x`` instead of the first convolution's output
+    (:func:`~skullstrip_lib.lessons.unet_anatomy.miswired_convs`, the miswiring
+    chapter 6's rebuilt network has too), so the first convolution (and its
+    norm) is computed for nothing: Keras leaves it out of the graph, and each
+    block is one convolution deep.
 
     Examples
     --------
@@ -138,42 +140,10 @@ def source_block(x, filters: int, norm: str | None, prefix: str):
     >>> [layer.name for layer in model.layers if layer.name.startswith("enc0_conv")]
     ['enc0_conv2']
     """
-    from ..model import conv_norm, residual_sum
+    from ..model import residual_sum
+    from .unet_anatomy import miswired_convs
 
-    conv_norm(x, filters, norm, prefix, 1)  # DEFECT: its output is never read
-    y = conv_norm(x, filters, norm, prefix, 2)
-    return residual_sum(y, x, prefix)
-
-
-def with_output_kernel(model, kernel: Sequence[int]):
-    """The same network with its output convolution (layer ``"mask"``) of another size.
-
-    Parameters
-    ----------
-    model : keras.Model
-        Built by :func:`~skullstrip_lib.model.build_unet`.
-    kernel : sequence of 3 int
-        E.g. ``(1, 1, 2)``, the source article's.
-
-    Returns
-    -------
-    keras.Model
-        The layers up to the output are ``model``'s own (shared, not copied);
-        the new output layer is new, sigmoid, float32, ``"same"`` padding.
-
-    Examples
-    --------
-    >>> from skullstrip_lib.model import build_unet
-    >>> model = with_output_kernel(build_unet((16, 16, 16, 1), base_filters=4, depth=2), (1, 1, 2))
-    >>> tuple(model.get_layer("mask").kernel.shape)
-    (1, 1, 2, 4, 1)
-    """
-    import keras
-
-    features = model.get_layer("mask").input
-    out = keras.layers.Conv3D(1, tuple(kernel), padding="same", activation="sigmoid",
-                              dtype="float32", name="mask")(features)
-    return keras.Model(model.input, out, name=model.name)
+    return residual_sum(miswired_convs(x, filters, norm, prefix), x, prefix)
 
 
 def build_model(config, defect: Defect):
@@ -195,6 +165,8 @@ def build_model(config, defect: Defect):
 
     model = build_network(config, block=source_block if defect.source_block else None)
     if tuple(defect.output_kernel) != (1, 1, 1):
+        from .unet_anatomy import with_output_kernel
+
         model = with_output_kernel(model, defect.output_kernel)
     return model
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from ..model import check_input_shape, check_int, check_norm, norm_layer
+from ..model import build_unet, check_int, check_norm, conv_norm, norm_layer
 from ..viz import pyplot
 
 
@@ -53,34 +53,75 @@ def build_source_unet(
     keras.Model
         Output ``(batch, X, Y, Z, 1)``, sigmoid probabilities.
     """
-    depth = 4
-    base_filters = check_int(base_filters, "base_filters", 1)
-    shape = check_input_shape(input_shape, depth)
+    # The book's U-Net loop (build_unet) with the article's block, no norm, no dropout; then
+    # its output kernel: one version of the network, the same one chapter 8's ablation uses.
+    model = build_unet(input_shape, base_filters=base_filters, depth=4, dropout=0.0, norm=None,
+                       name="source_unet", block=source_article_block)
+    return with_output_kernel(model, (1, 1, 2))  # DEFECT 2
 
-    def block(x, filters, prefix):
-        # DEFECT 1, faithfully reproduced: both convolutions read x.
-        y = keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
-                                name=f"{prefix}_conv1")(x)
-        del y  # (the article's code simply never used it)
-        return keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
-                                   name=f"{prefix}_conv2")(x)
 
-    inputs = keras.Input(shape=shape, name="t1w")
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = block(x, base_filters * 2**level, f"enc{level}")
-        if level < depth - 1:
-            skips.append(x)
-            x = keras.layers.MaxPooling3D(2, name=f"enc{level}_pool")(x)
-    for level in reversed(range(depth - 1)):
-        x = keras.layers.UpSampling3D(2, name=f"dec{level}_up")(x)
-        x = keras.layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = block(x, base_filters * 2**level, f"dec{level}")
-    # DEFECT 2: a 1x1x2 output kernel.
-    outputs = keras.layers.Conv3D(1, (1, 1, 2), padding="same", activation="sigmoid",
-                                  dtype="float32", name="mask")(x)
-    return keras.Model(inputs, outputs, name="source_unet")
+def miswired_convs(x, filters: int, norm: str | None, prefix: str):
+    """The source article's two convolutions, both reading ``x`` (its defect 1).
+
+    :func:`~skullstrip_lib.model.conv_norm` twice, as in the book's block, but
+    the second reads the block's input instead of the first one's output: the
+    first convolution (and its norm) is computed for nothing, so Keras leaves it
+    out of the graph and the block is one convolution deep. Both the article's
+    network (:func:`source_article_block`) and chapter 8's ablation
+    (:func:`skullstrip_lib.lessons.ablation.source_block`) are built on it.
+
+    Returns
+    -------
+    tensor
+        The second convolution's (normalised) output, before any activation.
+    """
+    conv_norm(x, filters, norm, prefix, 1)  # DEFECT: its output is never read
+    return conv_norm(x, filters, norm, prefix, 2)
+
+
+def source_article_block(x, filters: int, norm: str | None, prefix: str):
+    """The article's plain (non-residual) block: :func:`miswired_convs`, then a ReLU.
+
+    A block for :func:`~skullstrip_lib.model.build_unet`'s ``block`` argument.
+
+    Examples
+    --------
+    >>> from skullstrip_lib.model import build_unet
+    >>> model = build_unet((16, 16, 16, 1), base_filters=4, depth=2, norm=None,
+    ...                    block=source_article_block)
+    >>> [layer.name for layer in model.layers if layer.name.startswith("enc0_")][:2]
+    ['enc0_conv2', 'enc0_relu']
+    """
+    return keras.layers.ReLU(name=f"{prefix}_relu")(miswired_convs(x, filters, norm, prefix))
+
+
+def with_output_kernel(model: keras.Model, kernel: Sequence[int]) -> keras.Model:
+    """The same network with its output convolution (layer ``"mask"``) of another size.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built by :func:`~skullstrip_lib.model.build_unet`.
+    kernel : sequence of 3 int
+        E.g. ``(1, 1, 2)``, the source article's.
+
+    Returns
+    -------
+    keras.Model
+        The layers up to the output are ``model``'s own (shared, not copied);
+        the new output layer is new, sigmoid, float32, ``"same"`` padding.
+
+    Examples
+    --------
+    >>> from skullstrip_lib.model import build_unet
+    >>> model = with_output_kernel(build_unet((16, 16, 16, 1), base_filters=4, depth=2), (1, 1, 2))
+    >>> tuple(model.get_layer("mask").kernel.shape)
+    (1, 1, 2, 4, 1)
+    """
+    features = model.get_layer("mask").input
+    out = keras.layers.Conv3D(1, tuple(kernel), padding="same", activation="sigmoid",
+                              dtype="float32", name="mask")(features)
+    return keras.Model(model.input, out, name=model.name)
 
 
 def layer_inputs(model: keras.Model, pattern: str | None = None) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from skullstrip_lib.io import load_scan
-from skullstrip_lib.lessons import ablation
+from skullstrip_lib.lessons import ablation, unet_anatomy
 from skullstrip_lib.lessons.unet_anatomy import layer_inputs
 from skullstrip_lib.model import build_unet
 from skullstrip_lib.preprocess import prepare_input
@@ -40,7 +40,7 @@ def test_source_block_skips_its_first_convolution():
 
 def test_output_kernel_swapped_and_body_shared():
     model = build_unet((16, 16, 16, 1), base_filters=4, depth=2)
-    other = ablation.with_output_kernel(model, (1, 1, 2))
+    other = unet_anatomy.with_output_kernel(model, (1, 1, 2))
     assert tuple(other.get_layer("mask").kernel.shape) == (1, 1, 2, 4, 1)
     assert other.get_layer("dec0_conv2") is model.get_layer("dec0_conv2")
     assert other.count_params() == model.count_params() + 4  # one more weight per channel
