@@ -20,6 +20,7 @@ module                    what it holds                               chapters
 ``training_lab``          toy losses, learning-rate sweeps, Adam      7
 ``evaluation_lab``        scores in three spaces, seen subjects       8, 9
 ``drift``                 controlled drift and test-time remedies     10
+``baseline``              a classical brain mask (BET's idea)         11
 ``checks``                the "build it yourself" exercises' checks:  all
                           the student's function against the library
 ========================  ==========================================  ========

@@ -31,6 +31,7 @@ check                         the student writes                              ch
 :func:`check_hausdorff95`     HD95 of two masks, in mm                        8
 :func:`check_postprocess`     largest connected component, holes filled       9
 :func:`check_gamma`           the augmentation's gamma curve (a drift)        10
+:func:`check_baseline`        a classical brain mask (threshold, morphology)  11
 ============================  ==============================================  =======
 """
 
@@ -47,6 +48,7 @@ import numpy as np
 from .._docs import fill_doc
 
 __all__ = [
+    "check_baseline",
     "check_bias_removal",
     "check_dice",
     "check_dice_loss",
@@ -1280,3 +1282,147 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
         ("gammas 0.7 and 1.5 agree with data.augment's gamma", library),
     ]
     return _run(func, cases, "data.augment's gamma curve", strict=strict)
+
+
+# --------------------------------------------------------------------------- chapter 11
+def _onion(shape: tuple[int, int, int] = (48, 48, 48), *, bridge: bool = False,
+           ventricle: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A phantom head at 2 mm: brain (1000) in CSF/skull (50) in scalp (600), and air.
+
+    Returns the intensities, the brain and the scalp. ``bridge`` joins brain and
+    scalp with a bright rod 4 mm thick through the skull (what erosion must cut);
+    ``ventricle`` puts a dark ball in the brain (what hole filling must give back).
+    """
+    from ..metrics import sphere
+
+    c = tuple(s / 2 for s in shape)
+    scalp = sphere(shape, c, 21) & ~sphere(shape, c, 17)
+    brain = sphere(shape, c, 14)
+    data = np.where(sphere(shape, c, 21), 50.0, 0.0)
+    data[scalp] = 600.0
+    data[brain] = 1000.0
+    if bridge:
+        i, j, k = (int(x) for x in c)
+        data[i - 1:i + 1, j - 1:j + 1, k:] = np.where(data[i - 1:i + 1, j - 1:j + 1, k:] > 0,
+                                                      1000.0, 0.0)
+    if ventricle:
+        data[sphere(shape, c, 5)] = 50.0
+    return data.astype(np.float32), brain, scalp
+
+
+@fill_doc
+def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
+                   strict: bool = False) -> bool:
+    """Check a classical brain mask: threshold, erosion, largest piece, dilation (chapter 11).
+
+    ``func(data, zooms)`` gets a head's intensities and voxel size (mm) and must
+    return a boolean brain mask of the same shape. The cases are phantoms at
+    2 mm whose brain is known exactly: a bright ball (brain) in a dark shell
+    (CSF and skull) in a grey one (scalp), then the same with a bright rod
+    joining brain and scalp through the skull, with a dark ventricle inside the
+    brain, and in other intensity units. Any sensible parameters pass (the
+    library's :func:`skullstrip_lib.lessons.baseline.classical_brain_mask` with
+    a 4 mm erosion does): the check asks for the properties, not the numbers.
+
+    Parameters
+    ----------
+    %(check_params)s
+
+    %(check_returns)s
+
+    Examples
+    --------
+    >>> from skullstrip_lib.lessons.baseline import classical_brain_mask
+    >>> check_baseline(lambda d, z: classical_brain_mask(d, z, erode_mm=4.0))
+    ... # doctest: +ELLIPSIS
+    ok: the brain of a phantom head is found (Dice >= 0.95), none of its scalp
+    ...
+    True
+    """
+    from ..metrics import dice
+
+    zooms = (2.0, 2.0, 2.0)
+
+    def found(f: Callable[..., Any], data: np.ndarray) -> np.ndarray:
+        before = data.copy()
+        got = np.asarray(_call(f, data, zooms))
+        if got.shape != data.shape:
+            raise AssertionError(f"the mask should have the head's shape {data.shape}, got "
+                                 f"{got.shape}")
+        if got.dtype != bool:
+            raise AssertionError(f"the mask should be boolean, got {got.dtype}. Hint: "
+                                 "comparisons and scipy.ndimage's binary_* functions give "
+                                 "booleans")
+        if not np.array_equal(data, before):
+            raise AssertionError("the intensities passed in were changed: work on copies")
+        return got
+
+    def brain_not_scalp(f: Callable[..., Any], data: np.ndarray, brain: np.ndarray,
+                        scalp: np.ndarray, hint: str) -> None:
+        got = found(f, data)
+        score = dice(got, brain)
+        if int((got & scalp).sum()):
+            raise AssertionError(f"{int((got & scalp).sum())} scalp voxels are in the mask "
+                                 f"(Dice with the brain {score:.3f}). Hint: {hint}")
+        if score < 0.95:
+            raise AssertionError(f"Dice with the brain is {score:.3f}, expected >= 0.95 "
+                                 f"({int(got.sum())} voxels found, {int(brain.sum())} in the "
+                                 f"brain). Hint: {hint}")
+
+    def plain(f: Callable[..., Any]) -> None:
+        data, brain, scalp = _onion()
+        brain_not_scalp(f, data, brain, scalp,
+                        "threshold at a fraction of the head's robust range (between its "
+                        "2nd and 98th percentiles); the scalp is bright too and, as one "
+                        "piece, larger than the brain: erode by a ball a few mm wide (the "
+                        "thin scalp vanishes, the brain does not), keep the largest piece, "
+                        "then dilate back inside the thresholded tissue")
+
+    def bridged(f: Callable[..., Any]) -> None:
+        data, brain, scalp = _onion(bridge=True)
+        brain_not_scalp(f, data, brain & (data > 500), scalp,
+                        "a rod of brain-bright tissue joins brain and scalp: erode by a "
+                        "ball a few mm wide before keeping the largest piece, so that the "
+                        "rod breaks, then dilate back (inside the thresholded tissue)")
+
+    def ventricle(f: Callable[..., Any]) -> None:
+        data, brain, scalp = _onion(ventricle=True)
+        hint = "the dark ventricle is inside the brain: fill the holes " \
+               "(ndimage.binary_fill_holes) at the end"
+        brain_not_scalp(f, data, brain, scalp, hint)
+        missing = int((brain & (data < 500) & ~found(f, data)).sum())
+        if missing:
+            raise AssertionError(f"{missing} voxels of the ventricle are left out. Hint: {hint}")
+
+    def units(f: Callable[..., Any]) -> None:
+        data, _, _ = _onion(bridge=True)
+        a, b = found(f, data), found(f, 3.0 * data + 1000.0)
+        if not np.array_equal(a, b):
+            raise AssertionError(f"3 x data + 1000 gives another mask ({int((a ^ b).sum())} "
+                                 "voxels differ). Hint: a threshold relative to the head's "
+                                 "own intensity range does not depend on the units")
+
+    def empty(f: Callable[..., Any]) -> None:
+        data = np.zeros((24, 24, 24), np.float32)
+        data[4:20, 4:20, 4:20] = 100.0  # a head of uniform "tissue": no dark ring at all
+        got = found(f, data)
+        if got.sum() and (_largest_count(got) != int(got.sum())):
+            raise AssertionError("the mask is in several pieces. Hint: keep only the "
+                                 "largest connected piece (ndimage.label, np.bincount)")
+
+    cases: list[Case] = [
+        ("the brain of a phantom head is found (Dice >= 0.95), none of its scalp", plain),
+        ("a bright rod through the skull does not pull the scalp in", bridged),
+        ("a dark ventricle inside the brain is part of the mask", ventricle),
+        ("other intensity units (3 x data + 1000) give the same mask", units),
+        ("a head without a skull still gives one piece (or nothing)", empty),
+    ]
+    return _run(func, cases, "the properties of lessons.baseline.classical_brain_mask",
+                strict=strict)
+
+
+def _largest_count(mask: np.ndarray) -> int:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    return int(np.bincount(labels.ravel())[1:].max()) if n else 0

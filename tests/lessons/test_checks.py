@@ -162,6 +162,37 @@ def gamma_no_rescale(image, gamma):
     return np.sign(image) * np.abs(image) ** gamma
 
 
+def baseline(data, zooms):
+    from skullstrip_lib.lessons.baseline import classical_brain_mask
+
+    return classical_brain_mask(data, zooms, erode_mm=4.0)
+
+
+def threshold_only(data, zooms):  # no erosion: a bridge to the scalp keeps it attached
+    from skullstrip_lib.lessons.baseline import largest_component
+
+    head = data > 0
+    lo, hi = np.percentile(data[head], (2, 98))
+    return ndimage.binary_fill_holes(largest_component(head & (data > lo + 0.3 * (hi - lo))))
+
+
+def baseline_absolute(data, zooms):  # a threshold in the phantom's own units
+    from skullstrip_lib.lessons.baseline import ball, largest_component
+
+    tissue = data > 800.0
+    core = largest_component(ndimage.binary_erosion(tissue, ball(4.0, zooms)))
+    return ndimage.binary_fill_holes(ndimage.binary_dilation(core, ball(4.0, zooms)) & tissue)
+
+
+def baseline_no_fill(data, zooms):
+    from skullstrip_lib.lessons.baseline import ball, largest_component
+
+    lo, hi = np.percentile(data[data > 0], (2, 98))
+    tissue = data > lo + 0.3 * (hi - lo)
+    core = largest_component(ndimage.binary_erosion(tissue, ball(4.0, zooms)))
+    return ndimage.binary_dilation(core, ball(4.0, zooms)) & tissue
+
+
 # --------------------------------------------------------------------------- the table
 GOOD = {
     "reorient": (checks.check_reorient, to_ras),
@@ -176,6 +207,7 @@ GOOD = {
     "hd95": (checks.check_hausdorff95, metrics.hausdorff95),
     "postprocess": (checks.check_postprocess, inference.postprocess_mask),
     "gamma": (checks.check_gamma, gamma_curve),
+    "baseline": (checks.check_baseline, baseline),
 }
 
 WRONG = {
@@ -202,6 +234,8 @@ WRONG = {
                     "touching only along an edge.*faces only"),
     "gamma": (checks.check_gamma, gamma_no_rescale,
               "brightest voxels stay.*minimum must stay.*map to \\[0, 1\\]"),
+    "baseline": (checks.check_baseline, threshold_only,
+                 "phantom head is found.*scalp voxels are in the mask.*erode by a ball"),
 }
 
 
@@ -282,13 +316,15 @@ def divide_in_place(image, field, mask):
     (checks.check_residual_block, block_without_projection, "1 -> 8 channels.*1x1x1 Conv3D"),
     (checks.check_bias_removal, divide_in_place, "changed its input"),
     (checks.check_postprocess, lambda m: ndimage.binary_fill_holes(m), "blob away.*largest"),
+    (checks.check_baseline, baseline_absolute, "other intensity units.*relative to the head"),
+    (checks.check_baseline, baseline_no_fill, "ventricle.*fill the holes"),
     (checks.check_resample, lambda d, s, t, shape: ndimage.map_coordinates(
         d, (np.linalg.inv(s) @ t)[:3, :3] @ np.indices(shape).reshape(3, -1)
         + (np.linalg.inv(s) @ t)[:3, 3:], order=1, mode="nearest").reshape(shape),
      "outside the source grid.*cval=0"),
 ], ids=["dice-is-iou", "hd95-in-voxels", "loss-no-2", "zscore-no-clip", "block-no-shortcut",
         "block-no-projection", "bias-in-place", "postprocess-no-component",
-        "resample-nearest-edge"])
+        "baseline-absolute", "baseline-no-fill", "resample-nearest-edge"])
 def test_targeted_hints(check, func, message):
     with pytest.raises(AssertionError, match=re.compile(message, re.DOTALL)):
         check(func)
