@@ -125,7 +125,7 @@ def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch):
 
 def test_colab_edition_is_up_to_date(tmp_path):
     # colab/ is what the badges open: made from notebooks/ by `make colab-edition`.
-    from skullstrip_lib.lessons.notebook import colab_edition
+    from tools.bookbuild.editions import colab_edition
 
     colab_edition(ROOT / "notebooks", tmp_path)
     committed = sorted(p.name for p in (ROOT / "colab").glob("*.ipynb"))

@@ -299,7 +299,7 @@ def test_the_student_edition_keeps_each_stub_and_its_check(tmp_path):
     # keeps the exercise, the stub and the check, which then reports "not written yet".
     import nbformat
 
-    from skullstrip_lib.lessons.notebook import student_edition
+    from tools.bookbuild.editions import student_edition
 
     root = Path(__file__).resolve().parents[2] / "notebooks"
     student_edition(root, tmp_path)

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from skullstrip_lib.errors import SkullstripError
-from skullstrip_lib.lessons import notebook
+from tools.bookbuild import nbgrader as assignments
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHAPTER = "08_evaluation"  # its build-it part (Dice, HD95) runs in seconds, with 2 test cells
@@ -31,7 +31,7 @@ def _tests(nb):
 
 @pytest.mark.parametrize("build_only", [False, True], ids=["whole", "build-only"])
 def test_every_chapter_becomes_a_source_notebook(tmp_path, build_only):
-    totals = notebook.nbgrader_source(NOTEBOOKS, tmp_path, build_only=build_only)
+    totals = assignments.nbgrader_source(NOTEBOOKS, tmp_path, build_only=build_only)
     chapters = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
     assert sorted(totals) == chapters
     assert (tmp_path / "nbgrader_config.py").is_file()
@@ -65,13 +65,13 @@ def test_every_chapter_becomes_a_source_notebook(tmp_path, build_only):
 
 def test_points_per_check_and_no_overwrite(tmp_path):
     src = NOTEBOOKS / f"{CHAPTER}.ipynb"
-    assert notebook.nbgrader_source(src, tmp_path, points={"check_dice": 3}) == {CHAPTER: 5}
+    assert assignments.nbgrader_source(src, tmp_path, points={"check_dice": 3}) == {CHAPTER: 5}
     nb = nbformat.read(tmp_path / "source" / CHAPTER / f"{CHAPTER}.ipynb", as_version=4)
     assert [_nbgrader_meta(c)["points"] for c in _tests(nb)] == [3, 2]
     with pytest.raises(SkullstripError, match="exists"):
-        notebook.nbgrader_source(src, tmp_path)
+        assignments.nbgrader_source(src, tmp_path)
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # the instructor's\n")
-    assert notebook.nbgrader_source(src, tmp_path, points=1, overwrite=True) == {CHAPTER: 2}
+    assert assignments.nbgrader_source(src, tmp_path, points=1, overwrite=True) == {CHAPTER: 2}
     assert "the instructor's" in (tmp_path / "nbgrader_config.py").read_text()
 
 
@@ -102,7 +102,7 @@ def _chapter(tmp_path, later="print(answer)"):
 
 def test_helpers_go_into_the_function_and_the_demo_goes(tmp_path):
     path = _chapter(tmp_path, later="print(np.pi)")
-    assert notebook.nbgrader_source(path, tmp_path / "course") == {"01_chapter": 2}
+    assert assignments.nbgrader_source(path, tmp_path / "course") == {"01_chapter": 2}
     nb = nbformat.read(tmp_path / "course" / "source" / "01_chapter" / path.name, as_version=4)
     (answer,), (test,) = _answers(nb), _tests(nb)
     assert answer.source == ("# Build it yourself.\ndef my_sum(x):\n    ### BEGIN SOLUTION\n"
@@ -120,10 +120,10 @@ def test_helpers_go_into_the_function_and_the_demo_goes(tmp_path):
 def test_a_cell_that_needs_a_removed_solution_stops_it(tmp_path):
     path = _chapter(tmp_path)  # print(answer): answer comes from a solution
     with pytest.raises(SkullstripError, match="reads answer, defined only in cells"):
-        notebook.nbgrader_source(path, tmp_path / "course")
+        assignments.nbgrader_source(path, tmp_path / "course")
     assert not (tmp_path / "course").exists()  # nothing written
     # Build-only leaves that cell out as well, so that assignment can be made.
-    assert notebook.nbgrader_source(path, tmp_path / "short", build_only=True) == {
+    assert assignments.nbgrader_source(path, tmp_path / "short", build_only=True) == {
         "01_chapter": 2}
 
 
@@ -140,7 +140,7 @@ def test_nbgrader_grades_right_and_wrong_submissions(tmp_path):
     from nbgrader.api import Gradebook
 
     course = tmp_path / "course"
-    notebook.nbgrader_source(NOTEBOOKS / f"{CHAPTER}.ipynb", course, build_only=True)
+    assignments.nbgrader_source(NOTEBOOKS / f"{CHAPTER}.ipynb", course, build_only=True)
     env = {**os.environ,
            # nbgrader runs `alembic` (its database migrations) from PATH: the venv's.
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -1,0 +1,278 @@
+"""The chapters as handed out: the student edition and the Colab edition.
+
+Book-build tooling, not part of the installed package: the Makefile
+(``make student-edition``, ``make colab-edition``) and the tests call it from the
+repository root (``from tools.bookbuild.editions import colab_edition``).
+
+- :func:`student_edition`: the chapters without their solutions and outputs, their
+  MyST turned into plain Markdown (:func:`plain_markdown`), for a local Jupyter.
+- :func:`colab_edition`: the chapters as their Colab badges open them (``colab/``),
+  the same Markdown, code solutions folded into form cells.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.io import atomic_write_text
+
+__all__ = ["COLAB_FOLDER", "REPOSITORY", "colab_edition", "student_edition"]
+
+
+# A fenced ```{solution} ...``` directive (any fence length of 3 or more backticks or colons).
+_SOLUTION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{solution\}.*?^(?P=fence)[ \t]*$\n?",
+                       re.MULTILINE | re.DOTALL)
+
+
+def strip_solutions(cells: list) -> tuple[list, int]:
+    """The cells without their solutions, and how many were removed.
+
+    A prose solution (a fenced ``{solution}`` directive) is cut out of its
+    markdown cell (the cell goes if nothing else is left); a code solution,
+    the cells from a ``{solution-start}`` to its ``{solution-end}``, goes whole.
+
+    Raises
+    ------
+    SkullstripError
+        A ``{solution-start}`` has no ``{solution-end}``.
+    """
+    kept, removed, gated = [], 0, False
+    for cell in cells:
+        text = cell.get("source", "")
+        text = "".join(text) if isinstance(text, list) else text
+        if cell.get("cell_type") == "markdown" and "{solution-start}" in text:
+            gated, removed = True, removed + 1
+            continue
+        if gated:
+            if cell.get("cell_type") == "markdown" and "{solution-end}" in text:
+                gated = False
+            continue
+        if cell.get("cell_type") == "markdown" and "{solution}" in text:
+            text, n = _SOLUTION.subn("", text)
+            removed += n
+            if not text.strip():
+                continue
+            cell["source"] = text
+        kept.append(cell)
+    if gated:
+        raise SkullstripError("a {solution-start} has no {solution-end}")
+    return kept, removed
+
+
+def student_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    overwrite: bool = False) -> dict[str, int]:
+    """Copy the chapters without their exercise solutions and outputs.
+
+    Prose solutions (a ``{solution}`` directive) are cut out of their markdown
+    cells; code solutions (the cells from ``{solution-start}`` to
+    ``{solution-end}``) are dropped. The exercises themselves stay.
+
+    Parameters
+    ----------
+    src : str or path-like
+        A notebook, or a folder of notebooks (``*.ipynb``).
+    out_dir : str or path-like
+        Folder for the student copies (created; same file names).
+    overwrite : bool
+        Replace existing copies.
+
+    Returns
+    -------
+    dict of str to int
+        Number of solutions removed per notebook file name.
+
+    Raises
+    ------
+    SkullstripError
+        A copy exists and *overwrite* is False, or a gated solution is not closed.
+
+    Examples
+    --------
+    ``student_edition("notebooks", "student")`` writes ``student/01_mri_and_t1.ipynb``
+    and the others, ready to hand out.
+    """
+    import nbformat
+
+    src = Path(src)
+    paths = sorted(src.glob("*.ipynb")) if src.is_dir() else [src]
+    out = Path(out_dir)
+    todo = [(p, out / p.name) for p in paths]
+    if not overwrite:
+        for _, dst in todo:
+            if dst.exists():
+                raise SkullstripError(f"{dst}: exists; use overwrite=True")
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for path, dst in todo:
+        nb = nbformat.read(path, as_version=4)
+        try:
+            nb.cells, counts[path.name] = strip_solutions(nb.cells)
+        except SkullstripError as exc:
+            raise SkullstripError(f"{path}: {exc}") from None
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        atomic_write_text(dst, nbformat.writes(nb) + "\n")
+    return counts
+
+
+REPOSITORY = "skullstrip/skullstrip"
+"""The book's GitHub repository (owner/name): where Colab badges and links point."""
+COLAB_FOLDER = "colab"
+"""Where the Colab edition of the chapters lives in the repository (what the badges open)."""
+
+_DIRECTIVE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>exercise|solution)\}(?P<arg>[^\n]*)\n"
+                        r"(?P<body>.*?)^(?P=fence)[ \t]*$\n?", re.MULTILINE | re.DOTALL)
+_OPTION = re.compile(r"^:(label|class): .*\n", re.MULTILINE)
+_CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+_ADMONITION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>note|tip|warning|important|caution)\}"
+                         r"[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$\n?", re.MULTILINE | re.DOTALL)
+_TERM = re.compile(r"\{term\}`([^`<]+?)(?:\s*<[^>`]+>)?`")
+_NUMREF = re.compile(r"\{numref\}`[^`]+`")
+_EQ = re.compile(r"\{eq\}`([^`]+)`")
+_LINK = re.compile(r"\]\((?!https?://|#)([^)\s]+)\)")
+
+
+def _colab_link(target: str) -> str:
+    """A relative link of a chapter, made absolute for a notebook opened in Colab."""
+    path, _, anchor = target.partition("#")
+    if path.endswith(".ipynb") and "/" not in path:  # another chapter: its Colab edition
+        url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/{COLAB_FOLDER}/{path}"
+    else:  # a book page or any other file of the repository
+        url = f"https://github.com/{REPOSITORY}/blob/main/{(Path('notebooks') / path).as_posix()}"
+        url = url.replace("/notebooks/../", "/")
+    return url + (f"#{anchor}" if anchor else "")
+
+
+def _colab_markdown(text: str) -> str:
+    """MyST that Colab would show as raw text, as plain Markdown (HTML for the folds)."""
+
+    def directive(match: re.Match) -> str:
+        body = _OPTION.sub("", match["body"]).strip()
+        if match["name"] == "exercise":
+            return "**Exercise.** " + body + "\n"
+        return (f"<details><summary><b>Solution</b> (click to open)</summary>\n\n{body}\n\n"
+                "</details>\n")
+
+    def admonition(match: re.Match) -> str:
+        body = match["body"].strip().splitlines()
+        lines = [f"**{match['name'].capitalize()}.** {body[0] if body else ''}", *body[1:]]
+        return "\n".join(f"> {line}".rstrip() for line in lines) + "\n"
+
+    def figure(match: re.Match) -> str:  # figure numbers exist only in the web book
+        before = match.string[:match.start()].rstrip(" ")
+        return "The figure" if not before or before[-1] in ".!?\n" else "the figure"
+
+    text = _DIRECTIVE.sub(directive, text)
+    text = _ADMONITION.sub(admonition, text)
+    text = _TERM.sub(lambda m: m[1].strip(), text)
+    text = _NUMREF.sub(figure, text)
+    text = _EQ.sub(lambda m: f"({m[1]})", text)
+    text = _CITE.sub(lambda m: "[" + ", ".join(k.strip() for k in m[1].split(",")) + "]", text)
+    return _LINK.sub(lambda m: f"]({_colab_link(m[1])})", text)
+
+
+def _guard(source: str, where: str) -> str:
+    """A solution's code as a Colab form cell that runs only when asked (not by "Run all")."""
+    if '"""' in source or "'''" in source:  # indenting would change the strings
+        raise SkullstripError(f"{where}: a solution cell holds a triple-quoted string")
+    body = "\n".join(("    " + line) if line.strip() else "" for line in source.splitlines())
+    return ("# @title Solution: tick show_solution, then run this cell { display-mode: \"form\" }\n"
+            "show_solution = False  # @param {type:\"boolean\"}\n"
+            "if show_solution:\n" + body + "\n")
+
+
+def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  overwrite: bool = False) -> list[Path]:
+    """The chapters as their Colab badges open them: plain Markdown, solutions folded away.
+
+    Colab renders neither MyST directives nor roles, and shows every code
+    cell. This copy of each chapter turns an ``{exercise}`` into a bold
+    "Exercise." paragraph, a prose ``{solution}`` into a closed HTML
+    ``<details>`` fold, a code solution (``{solution-start}`` to
+    ``{solution-end}``) into Colab form cells whose code is hidden and which
+    run only when the student ticks ``show_solution`` (so "Run all" does not
+    reveal them), ``{cite}`` roles into ``[key]``, note, tip and warning
+    admonitions into quoted paragraphs, ``{term}`` roles into their text, ``{numref}``
+    into "the figure" and ``{eq}`` into the equation's label, and links to other chapters
+    and pages into links that work from Colab; the badge points at the copy
+    itself. Outputs are dropped. The web book keeps its own dropdowns.
+
+    Parameters
+    ----------
+    src : str or path-like
+        A notebook, or a folder of notebooks (``*.ipynb``).
+    out_dir : str or path-like
+        Folder for the copies (same file names; ``colab/`` in the repository).
+    overwrite : bool
+        Replace existing copies.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The copies written.
+
+    Raises
+    ------
+    SkullstripError
+        A copy exists and ``overwrite`` is False, a gated solution is not
+        closed, or a solution cell holds a triple-quoted string (it is
+        indented under the ``show_solution`` check).
+    """
+    import nbformat
+
+    src = Path(src)
+    paths = sorted(src.glob("*.ipynb")) if src.is_dir() else [src]
+    out = Path(out_dir)
+    if not overwrite:
+        for path in paths:
+            if (out / path.name).exists():
+                raise SkullstripError(f"{out / path.name}: exists; use overwrite=True")
+    written = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        gated = False
+        for i, cell in enumerate(nb.cells):
+            text = cell.source
+            if cell.cell_type == "markdown":
+                if "{solution-start}" in text:
+                    gated = True
+                    text = _DIRECTIVE_START.sub(
+                        "**Solution:** in the cells below, folded; tick `show_solution` in a "
+                        "cell and run it to see that part of the answer.\n", text)
+                if "{solution-end}" in text:
+                    gated = False
+                    before, _, after = text.partition(_solution_end_fence(text))
+                    text = (f"<details><summary><b>Solution</b>, continued (click to open)"
+                            f"</summary>\n\n{before.strip()}\n\n</details>\n{after}"
+                            if before.strip() else after)
+                text = _colab_markdown(text)
+                if i == 0:
+                    text = text.replace(f"/blob/main/notebooks/{path.name}",
+                                        f"/blob/main/{COLAB_FOLDER}/{path.name}")
+            elif cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+                if gated:
+                    text = _guard(text, f"{path.name}, cell {i}")
+                    cell.metadata["cellView"] = "form"
+            cell.source = text
+        if gated:
+            raise SkullstripError(f"{path}: a {{solution-start}} has no {{solution-end}}")
+        nb.metadata["colab"] = {"name": path.name, "provenance": []}
+        written.append(atomic_write_text(out / path.name, nbformat.writes(nb) + "\n",
+                                         overwrite=True))
+    return written
+
+
+_DIRECTIVE_START = re.compile(r"^(`{3,}|:{3,})\{solution-start\}[^\n]*\n(?::[a-z]+: [^\n]*\n)*"
+                              r"\1[ \t]*$\n?", re.MULTILINE)
+
+
+def _solution_end_fence(text: str) -> str:
+    match = re.search(r"^(`{3,}|:{3,})\{solution-end\}[^\n]*\n\1[ \t]*$\n?", text, re.MULTILINE)
+    if match is None:
+        raise SkullstripError("a {solution-end} is not a fenced directive")
+    return match[0]
