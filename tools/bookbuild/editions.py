@@ -19,7 +19,8 @@ from pathlib import Path
 from skullstrip_lib.errors import SkullstripError
 from skullstrip_lib.io import atomic_write_text
 
-__all__ = ["COLAB_FOLDER", "REPOSITORY", "colab_edition", "student_edition"]
+__all__ = ["COLAB_FOLDER", "REPOSITORY", "colab_edition", "display_last_expression",
+           "strip_solutions", "student_edition"]
 
 
 # A fenced ```{solution} ...``` directive (any fence length of 3 or more backticks or colons).
@@ -175,10 +176,66 @@ def _colab_markdown(text: str) -> str:
     return _LINK.sub(lambda m: f"]({_colab_link(m[1])})", text)
 
 
+# Calls that show something themselves or return None: a display() around them would
+# add a stray "None" (Jupyter's own display hook skips None; display() does not).
+_SHOWS_ITSELF = re.compile(r"^(print|display|show|savefig|close|assert\w*|check_\w+)$")
+
+
+def display_last_expression(source: str) -> str:
+    r"""The cell's code with its last line, a bare expression, wrapped in ``display()``.
+
+    Jupyter shows the value of a cell's last expression; indented under
+    ``if show_solution:`` (a Colab form cell) the same line is a statement in a
+    block and shows nothing. Wrapping it in IPython's ``display()`` shows the
+    value either way. Left as it is: a last statement that is not an expression,
+    one ended by ``;`` (Jupyter's way to hide a value), and a call that shows
+    its result itself or returns None (``print``, ``plt.show``, ``checks.check_*``,
+    ``assert_*``). IPython's ``%magic`` and ``!shell`` lines are skipped when parsing.
+
+    Examples
+    --------
+    >>> print(display_last_expression("x = 2\nx + 1  # three"))
+    x = 2
+    from IPython.display import display
+    display(x + 1)  # three
+    >>> display_last_expression("print(1)")
+    'print(1)'
+    """
+    import ast
+
+    lines = source.splitlines()
+    try:
+        tree = ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                                   for line in lines))
+    except SyntaxError:
+        return source
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return source
+    node = tree.body[-1]
+    value = node.value
+    if isinstance(value, ast.Constant):  # a string standing alone: a comment, in effect
+        return source
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if _SHOWS_ITSELF.match(name):
+            return source
+    first, last = node.lineno - 1, node.end_lineno - 1
+    tail = lines[last][node.end_col_offset:]
+    if tail.lstrip().startswith(";"):
+        return source
+    segment = "\n".join(lines[first:last + 1])
+    segment = segment[node.col_offset:len(segment) - len(tail)]
+    wrapped = f"display({segment}){tail}".splitlines()
+    return "\n".join([*lines[:first], "from IPython.display import display", *wrapped,
+                      *lines[last + 1:]])
+
+
 def _guard(source: str, where: str) -> str:
     """A solution's code as a Colab form cell that runs only when asked (not by "Run all")."""
     if '"""' in source or "'''" in source:  # indenting would change the strings
         raise SkullstripError(f"{where}: a solution cell holds a triple-quoted string")
+    source = display_last_expression(source)
     body = "\n".join(("    " + line) if line.strip() else "" for line in source.splitlines())
     return ("# @title Solution: tick show_solution, then run this cell { display-mode: \"form\" }\n"
             "show_solution = False  # @param {type:\"boolean\"}\n"
@@ -189,17 +246,18 @@ def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                   overwrite: bool = False) -> list[Path]:
     """The chapters as their Colab badges open them: plain Markdown, solutions folded away.
 
-    Colab renders neither MyST directives nor roles, and shows every code
-    cell. This copy of each chapter turns an ``{exercise}`` into a bold
-    "Exercise." paragraph, a prose ``{solution}`` into a closed HTML
-    ``<details>`` fold, a code solution (``{solution-start}`` to
-    ``{solution-end}``) into Colab form cells whose code is hidden and which
-    run only when the student ticks ``show_solution`` (so "Run all" does not
-    reveal them), ``{cite}`` roles into ``[key]``, note, tip and warning
-    admonitions into quoted paragraphs, ``{term}`` roles into their text, ``{numref}``
-    into "the figure" and ``{eq}`` into the equation's label, and links to other chapters
-    and pages into links that work from Colab; the badge points at the copy
-    itself. Outputs are dropped. The web book keeps its own dropdowns.
+    Colab renders neither MyST directives nor roles, and shows every code cell. This
+    copy of each chapter turns an ``{exercise}`` into a bold "Exercise." paragraph, a
+    prose ``{solution}`` into a closed HTML ``<details>`` fold, a code solution
+    (``{solution-start}`` to ``{solution-end}``) into Colab form cells whose code is
+    hidden and which run only when the student ticks ``show_solution`` (so "Run all"
+    does not reveal them; a solution that ends in a bare expression shows its value
+    through ``display()``, see :func:`display_last_expression`), ``{cite}`` roles into
+    ``[key]``, note, tip and warning admonitions into quoted paragraphs, ``{term}``
+    roles into their text, ``{numref}`` into "the figure" and ``{eq}`` into the
+    equation's label, and links to other chapters and pages into links that work from
+    Colab; the badge points at the copy itself. Outputs are dropped. The web book keeps
+    its own dropdowns.
 
     Parameters
     ----------
