@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -41,7 +42,10 @@ def test_student_edition_removes_solutions_and_outputs(tmp_path):
     text = json.dumps([c.source for c in nb.cells])
     assert "solution" not in text and "Because" not in text and "answer = 42" not in text
     assert "Text before." in text and "Text after." in text
-    assert sum("{exercise}" in c.source for c in nb.cells) == 2
+    # The exercises stay, as plain Markdown (Jupyter shows MyST raw), with their labels.
+    assert [c.source for c in nb.cells if "Exercise" in c.source] == [
+        "**Exercise (ex-a).** Why?\n", "**Exercise (ex-c).** Compute it.\n"]
+    assert "{" not in text
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
     with pytest.raises(SkullstripError, match="exists"):
         editions.student_edition(src, tmp_path / "student")
@@ -157,3 +161,33 @@ def test_the_chapters_form_cells_that_end_in_an_expression_show_it(tmp_path, mon
     assert table.index.tolist() == ["everything is brain"]
     assert table.equals(training_lab.compare_losses(
         ball, {"everything is brain": np.ones(ball.shape)}).round(3))
+
+
+def test_no_chapter_shows_raw_myst_in_the_student_edition(tmp_path):
+    # Jupyter renders no MyST: the student edition has none left, and each exercise is
+    # still there, named by its label.
+    root = Path(__file__).resolve().parents[2] / "notebooks"
+    editions.student_edition(root, tmp_path)
+    for path in sorted(root.glob("[0-9][0-9]_*.ipynb")):
+        original = nbformat.read(path, as_version=4)
+        labels = [m for c in original.cells if c.cell_type == "markdown"
+                  for m in re.findall(r"```\{exercise\}\n:label: (\S+)", c.source)]
+        cells = nbformat.read(tmp_path / path.name, as_version=4).cells
+        text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+        assert editions.raw_myst(text) == [], path.name
+        assert labels and all(f"**Exercise ({label}).**" in text for label in labels)
+        # A link to another chapter opens the copy beside it; no link is left relative
+        # to the repository's folders (../book/...).
+        assert "](../" not in text, path.name
+        assert f"{editions.COLAB_FOLDER}/{path.name}" in cells[0].source
+
+
+def test_plain_markdown_links():
+    text = "[setup](../book/setup.md) [ch 8](08_evaluation.ipynb#dice) [web](https://x.org)"
+    assert editions.plain_markdown(text, chapters="relative") == (
+        f"[setup](https://github.com/{editions.REPOSITORY}/blob/main/book/setup.md) "
+        "[ch 8](08_evaluation.ipynb#dice) [web](https://x.org)")
+    assert editions.plain_markdown(text).split()[2] == (
+        f"8](https://colab.research.google.com/github/{editions.REPOSITORY}/blob/main/colab/"
+        "08_evaluation.ipynb#dice)")
+    assert editions.plain_markdown("(a-target)=\n# Title") == "# Title"

@@ -20,7 +20,8 @@ from skullstrip_lib.errors import SkullstripError
 from skullstrip_lib.io import atomic_write_text
 
 __all__ = ["COLAB_FOLDER", "REPOSITORY", "colab_edition", "display_last_expression",
-           "strip_solutions", "student_edition"]
+           "plain_cells", "plain_markdown", "raw_myst", "strip_solutions",
+           "student_edition"]
 
 
 # A fenced ```{solution} ...``` directive (any fence length of 3 or more backticks or colons).
@@ -69,7 +70,10 @@ def student_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     Prose solutions (a ``{solution}`` directive) are cut out of their markdown
     cells; code solutions (the cells from ``{solution-start}`` to
-    ``{solution-end}``) are dropped. The exercises themselves stay.
+    ``{solution-end}``) are dropped. The exercises themselves stay. The MyST
+    that only the web book renders becomes plain Markdown
+    (:func:`plain_markdown`), so that Jupyter shows no raw ``{exercise}`` or
+    ``{term}``; links to other chapters point at the copies beside it.
 
     Parameters
     ----------
@@ -113,6 +117,7 @@ def student_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
             nb.cells, counts[path.name] = strip_solutions(nb.cells)
         except SkullstripError as exc:
             raise SkullstripError(f"{path}: {exc}") from None
+        plain_cells(nb.cells, path.name, chapters="relative")
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
@@ -135,12 +140,22 @@ _TERM = re.compile(r"\{term\}`([^`<]+?)(?:\s*<[^>`]+>)?`")
 _NUMREF = re.compile(r"\{numref\}`[^`]+`")
 _EQ = re.compile(r"\{eq\}`([^`]+)`")
 _LINK = re.compile(r"\]\((?!https?://|#)([^)\s]+)\)")
+_EXERCISE_LABEL = re.compile(r"^:label:\s*(\S+)", re.MULTILINE)
+_TARGET = re.compile(r"^\([A-Za-z0-9_.:-]+\)=[ \t]*\n?", re.MULTILINE)
 
 
-def _colab_link(target: str) -> str:
-    """A relative link of a chapter, made absolute for a notebook opened in Colab."""
+def _link(target: str, chapters: str) -> str:
+    """A relative link of a chapter, made to work outside the web book.
+
+    Another chapter (``08_evaluation.ipynb#anchor``) stays relative with
+    ``chapters="relative"`` (the copies sit side by side) and becomes its Colab
+    edition's address with ``chapters="colab"``; a book page or any other file
+    of the repository becomes its address on GitHub.
+    """
     path, _, anchor = target.partition("#")
-    if path.endswith(".ipynb") and "/" not in path:  # another chapter: its Colab edition
+    if path.endswith(".ipynb") and "/" not in path:  # another chapter
+        if chapters == "relative":
+            return target
         url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/{COLAB_FOLDER}/{path}"
     else:  # a book page or any other file of the repository
         url = f"https://github.com/{REPOSITORY}/blob/main/{(Path('notebooks') / path).as_posix()}"
@@ -148,13 +163,45 @@ def _colab_link(target: str) -> str:
     return url + (f"#{anchor}" if anchor else "")
 
 
-def _colab_markdown(text: str) -> str:
-    """MyST that Colab would show as raw text, as plain Markdown (HTML for the folds)."""
+def plain_markdown(text: str, *, chapters: str = "colab") -> str:
+    """A chapter's MyST Markdown as plain Markdown, for Jupyter, Colab and nbgrader.
+
+    Only the web book renders MyST; anywhere else its directives and roles show
+    as raw text. An ``{exercise}`` becomes a paragraph led by a bold "Exercise
+    (its label).", a prose
+    ``{solution}`` a closed HTML ``<details>`` fold (the student edition and the
+    nbgrader release have none left by then), note, tip and warning admonitions
+    quoted paragraphs, ``{term}`` roles their text, ``{numref}`` "the figure",
+    ``{eq}`` the equation's label, ``{cite}`` roles ``[key]``, a ``(target)=``
+    line nothing, and relative links links that work outside the book (see
+    *chapters*).
+
+    Parameters
+    ----------
+    text : str
+        The source of a markdown cell.
+    chapters : {"colab", "relative"}
+        Where a link to another chapter points: its Colab edition, or the
+        notebook of the same name beside this one (the student edition).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(plain_markdown("```{exercise}\\n:label: ex-1\\nWhy is a {term}`voxel` small?\\n```"))
+    **Exercise (ex-1).** Why is a voxel small?
+    <BLANKLINE>
+    >>> plain_markdown("See [chapter 8](08_evaluation.ipynb).", chapters="relative")
+    'See [chapter 8](08_evaluation.ipynb).'
+    """
 
     def directive(match: re.Match) -> str:
         body = _OPTION.sub("", match["body"]).strip()
-        if match["name"] == "exercise":
-            return "**Exercise.** " + body + "\n"
+        if match["name"] == "exercise":  # its label names it in the book, the tests, nbgrader
+            label = _EXERCISE_LABEL.search(match["body"])
+            return (f"**Exercise ({label[1]}).** " if label else "**Exercise.** ") + body + "\n"
         return (f"<details><summary><b>Solution</b> (click to open)</summary>\n\n{body}\n\n"
                 "</details>\n")
 
@@ -168,12 +215,43 @@ def _colab_markdown(text: str) -> str:
         return "The figure" if not before or before[-1] in ".!?\n" else "the figure"
 
     text = _DIRECTIVE.sub(directive, text)
+    text = _TARGET.sub("", text)
     text = _ADMONITION.sub(admonition, text)
     text = _TERM.sub(lambda m: m[1].strip(), text)
     text = _NUMREF.sub(figure, text)
     text = _EQ.sub(lambda m: f"({m[1]})", text)
     text = _CITE.sub(lambda m: "[" + ", ".join(k.strip() for k in m[1].split(",")) + "]", text)
-    return _LINK.sub(lambda m: f"]({_colab_link(m[1])})", text)
+    return _LINK.sub(lambda m: f"]({_link(m[1], chapters)})", text)
+
+
+_RAW_MYST = re.compile(r"\{[a-z][a-z0-9:-]*\}`[^`]*`"          # a role: {term}`voxel`
+                       r"|^[ \t]*(?:`{3,}|:{3,})\{[a-z-]+\}.*$"  # a directive's fence
+                       r"|^\([A-Za-z0-9_.:-]+\)=[ \t]*$", re.MULTILINE)  # a target: (name)=
+
+
+def raw_myst(text: str) -> list[str]:
+    """The MyST roles, directives and targets left in a markdown text (what a reader
+    outside the web book would see raw); empty for plain Markdown.
+
+    Examples
+    --------
+    >>> raw_myst("A {term}`voxel`.\\n```{exercise}\\n:label: ex-1\\nWhy?\\n```")
+    ['{term}`voxel`', '```{exercise}']
+    >>> raw_myst(plain_markdown("A {term}`voxel`.\\n```{exercise}\\n:label: ex-1\\nWhy?\\n```"))
+    []
+    """
+    return _RAW_MYST.findall(text)
+
+
+def plain_cells(cells: list, name: str, *, chapters: str = "colab") -> None:
+    """Every markdown cell of a chapter as :func:`plain_markdown`, in place; the Colab
+    badge of the title cell (the first) opens the Colab edition of chapter *name*."""
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(cell.source, chapters=chapters)
+            if i == 0:
+                cell.source = cell.source.replace(f"/blob/main/notebooks/{name}",
+                                                  f"/blob/main/{COLAB_FOLDER}/{name}")
 
 
 # Calls that show something themselves or return None: a display() around them would
@@ -247,7 +325,7 @@ def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     """The chapters as their Colab badges open them: plain Markdown, solutions folded away.
 
     Colab renders neither MyST directives nor roles, and shows every code cell. This
-    copy of each chapter turns an ``{exercise}`` into a bold "Exercise." paragraph, a
+    copy of each chapter turns an ``{exercise}`` into a bold "Exercise (label)." paragraph, a
     prose ``{solution}`` into a closed HTML ``<details>`` fold, a code solution
     (``{solution-start}`` to ``{solution-end}``) into Colab form cells whose code is
     hidden and which run only when the student ticks ``show_solution`` (so "Run all"
@@ -307,7 +385,7 @@ def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
                     text = (f"<details><summary><b>Solution</b>, continued (click to open)"
                             f"</summary>\n\n{before.strip()}\n\n</details>\n{after}"
                             if before.strip() else after)
-                text = _colab_markdown(text)
+                text = plain_markdown(text)
                 if i == 0:
                     text = text.replace(f"/blob/main/notebooks/{path.name}",
                                         f"/blob/main/{COLAB_FOLDER}/{path.name}")

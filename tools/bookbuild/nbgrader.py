@@ -16,7 +16,7 @@ from typing import Any
 from skullstrip_lib.errors import SkullstripError
 from skullstrip_lib.io import atomic_write_text
 
-from .editions import strip_solutions
+from .editions import plain_cells, strip_solutions
 
 __all__ = ["NBGRADER_POINTS", "nbgrader_source"]
 
@@ -284,6 +284,8 @@ def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
             "set-up it needs; the chapter itself, with every section, is in the book.*")
         out.insert(1, note)
     _check_names(out, dropped, where)
+    # MyST shows raw in Jupyter: the release gets the plain Markdown of the Colab edition.
+    plain_cells(out, where, chapters="colab")
     for cell in out:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -347,7 +349,10 @@ def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
 
     Every solution (prose dropdowns, code blocks, the build-it solution and
     what it shows off after its check) is removed, as in
-    :func:`student_edition`, and outputs are cleared. The exercise's
+    :func:`~tools.bookbuild.editions.student_edition`, the MyST that only the
+    web book renders becomes plain Markdown
+    (:func:`~tools.bookbuild.editions.plain_markdown`; links to other chapters
+    open their Colab editions), and outputs are cleared. The exercise's
     statement and the chapter's set-up cells (before its first section: the
     Colab cell, the parameters, the imports) are read-only, so autograding
     runs them as written; the other cells stay plain. With the solutions in
