@@ -81,6 +81,7 @@ __all__ = [
     "check_dice_loss",
     "check_gamma",
     "check_hausdorff95",
+    "check_number",
     "check_pairing",
     "check_postprocess",
     "check_reorient",
@@ -179,8 +180,9 @@ def _run(func: Callable[..., Any], cases: Sequence[Case], agrees_with: str, *,
         codes = _library_code(library)
         alias = _alias_of(func, codes)
         if alias is not None:
-            raise AssertionError(f"{name} is {alias} itself, the library's own "
-                                 "implementation: graded work must be your own function")
+            raise AssertionError(f"the function checked ({name}) is {alias} itself, the "
+                                 "library's own implementation: graded work must be your own "
+                                 "function")
         func = _refusing(func, codes)
     for what, case in cases:
         try:
@@ -244,6 +246,60 @@ def _expect_number(got: float, expected: float, *, tol: float, hint: str) -> Non
     same = (math.isinf(expected) and got == expected) or abs(got - expected) <= tol
     if not same:
         raise AssertionError(f"expected {expected:.6g}, got {got:.6g}. Hint: {hint}")
+
+
+def check_number(name: str, value: Any, expected: float | None = None, *,
+                 tolerance: float = 0.0) -> bool:
+    """Check a number a student gives as the answer to an exercise (nbgrader's tests).
+
+    Without *expected*, only that *value* is one finite number (what the
+    student's copy of the test shows); with it, that it lies within
+    *tolerance* of *expected*, which nbgrader's hidden test computes from the
+    chapter's own data.
+
+    Parameters
+    ----------
+    name : str
+        The variable's name, for the message.
+    value : object
+        The student's answer.
+    expected : float or None
+        The right answer.
+    tolerance : float
+        The largest accepted difference, in the answer's unit.
+
+    Returns
+    -------
+    bool
+        True.
+
+    Raises
+    ------
+    AssertionError
+        Not a number, or not within *tolerance* of *expected*.
+
+    Examples
+    --------
+    >>> check_number("dice", 0.947, 2 * 0.9 / 1.9, tolerance=0.002)
+    True
+    >>> check_number("dice", "about 0.95")
+    Traceback (most recent call last):
+    ...
+    AssertionError: dice should be one number, got 'about 0.95'
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise AssertionError(f"{name} should be one number, got {value!r:.80}")
+    try:
+        got = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise AssertionError(f"{name} should be one number, got {value!r:.80}") from None
+    if not math.isfinite(got):
+        raise AssertionError(f"{name} should be a finite number, got {got}")
+    # (a rounding error's margin, so that 0.949 against 0.947 within 0.002 passes)
+    if expected is not None and not abs(got - float(expected)) <= tolerance * (1 + 1e-9) + 1e-12:
+        raise AssertionError(f"{name} is {got:.6g}; the chapter's data give {float(expected):.6g} "
+                             f"(accepted within ± {tolerance:g})")
+    return True
 
 
 # --------------------------------------------------------------------------- chapter 1

@@ -314,7 +314,8 @@ def test_strict_sees_aliases_partials_imported_names_and_threads():
     from skullstrip_lib.metrics import dice as imported_under_another_name
 
     my_dice = metrics.dice
-    with pytest.raises(AssertionError, match="dice is metrics.dice itself"):
+    with pytest.raises(AssertionError,
+                       match=r"the function checked \(dice\) is metrics.dice itself"):
         checks.check_dice(my_dice, strict=True)
     with pytest.raises(AssertionError, match="is metrics.dice itself"):
         checks.check_dice(functools.partial(metrics.dice), strict=True)
@@ -388,7 +389,22 @@ def test_a_stub_is_not_written_yet_unless_strict(name, capsys):
 
 
 def test_every_check_is_tested():
-    assert sorted({c.__name__ for c, _ in GOOD.values()}) == sorted(checks.__all__)
+    assert sorted({c.__name__ for c, _ in GOOD.values()} | {"check_number"}) == sorted(
+        checks.__all__)
+
+
+def test_check_number():
+    assert checks.check_number("x", np.float32(0.5)) is True
+    assert checks.check_number("x", 0.949, 0.947, tolerance=0.002) is True
+    for value, message in [("0.9", "x should be one number, got '0.9'"),
+                           (True, "x should be one number, got True"),
+                           ([0.1, 0.2], "x should be one number"),
+                           (float("nan"), "x should be a finite number, got nan")]:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            checks.check_number("x", value)
+    with pytest.raises(AssertionError, match=re.escape("x is 0.9; the chapter's data give "
+                                                       "0.947368 (accepted within ± 0.002)")):
+        checks.check_number("x", 0.9, 18 / 19, tolerance=0.002)
 
 
 def test_other_errors_name_the_case():

@@ -9,19 +9,25 @@ says how an instructor runs nbgrader on what it writes.
 from __future__ import annotations
 
 import os
+import random
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
 from skullstrip_lib.errors import SkullstripError
 from skullstrip_lib.io import atomic_write_text
 
+from .answers import NUMERIC_ANSWERS, Answer
 from .editions import plain_cells, strip_solutions
 
 __all__ = ["NBGRADER_POINTS", "nbgrader_source"]
 
 NBGRADER_POINTS = 2
 """Points of one autograded test cell (one ``checks.check_*`` call) by default."""
+
+PROSE_POINTS = 2
+"""Points of a hand-graded prose answer (an exercise that is not a build-it)."""
 
 NBGRADER_SCHEMA = 3
 """The version of nbgrader's cell metadata written (nbgrader 0.6 to 0.9 read version 3)."""
@@ -47,6 +53,12 @@ _SECTION = re.compile(r"^## (?!Overview\s*$)", re.MULTILINE)
 _LABEL = re.compile(r"^:label:\s*(\S+)", re.MULTILINE)
 _START_LABEL = re.compile(r"\{solution-start\}\s*([^\s`:]+)")
 _GRADE_ID = re.compile(r"[^A-Za-z0-9_-]+")
+_EXERCISE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{exercise\}[^\n]*\n"
+                       r"(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+_PROSE_SOLUTION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{solution\}\s*(?P<label>\S+)[^\n]*\n"
+                             r"(?P<body>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
+_OPTION = re.compile(r"^:[a-z-]+:.*\n", re.MULTILINE)
+_END_FENCE = re.compile(r"^(`{3,}|:{3,})\{solution-end\}", re.MULTILINE)
 
 
 def _text(cell: Any) -> str:
@@ -175,8 +187,10 @@ def _answer_cell(stub: str, solution: list[str], where: str) -> str:
 
 
 def _test_cells(check: str, points: int | dict[str, int], label: str,
-                where: str) -> list[tuple[str, str, int]]:
-    """One (grade id, source, points) per check call of a check cell, each strict."""
+                where: str, seeds: Any) -> list[tuple[str, str, int]]:
+    """One (grade id, source, points) per check call of a check cell, each strict, with
+    the same check on unseen cases (a seed from *seeds*) between nbgrader's hidden-test
+    markers: removed from the student's copy, put back by ``nbgrader autograde``."""
     import ast
 
     tree = _parse(check)
@@ -194,8 +208,14 @@ def _test_cells(check: str, points: int | dict[str, int], label: str,
         call.keywords = [k for k in call.keywords if k.arg != "strict"]
         call.keywords.append(ast.keyword(arg="strict", value=ast.Constant(True)))
         n = points.get(name, NBGRADER_POINTS) if isinstance(points, dict) else int(points)
-        source = (f"# Autograded, {n} points. strict=True: a function not written yet fails "
-                  "too.\n" + (preamble + "\n\n" if preamble else "") + ast.unparse(call))
+        visible = ast.unparse(call)
+        call.keywords.append(ast.keyword(arg="unseen", value=ast.Constant(seeds.randrange(
+            2**31))))
+        source = (f"# Autograded, {n} points. strict=True: a function not written yet fails, "
+                  "and so does one that is\n# or calls the library's own implementation. "
+                  "Grading adds cases you have not seen.\n"
+                  + (preamble + "\n\n" if preamble else "") + visible
+                  + "\n### BEGIN HIDDEN TESTS\n" + ast.unparse(call) + "\n### END HIDDEN TESTS")
         cells.append((f"{label}-{name}", source, n))
     if not cells:
         raise SkullstripError(f"{where}: the cell after the exercise stub calls no check")
@@ -211,8 +231,129 @@ def _nbgrader(cell: Any, grade_id: str, *, grade: bool = False, solution: bool =
     cell.metadata["nbgrader"] = meta
 
 
+def _solutions(cells: list) -> dict[str, dict[str, list[str]]]:
+    """Per exercise label, its solution: ``prose`` (the bodies of ``{solution}``
+    directives), ``code`` and ``text`` (the code and markdown cells of its
+    ``{solution-start}`` block)."""
+    found: dict[str, dict[str, list[str]]] = {}
+    label = None
+    for cell in cells:
+        text = cell.source
+        if cell.cell_type == "markdown":
+            for match in _PROSE_SOLUTION.finditer(text):
+                body = _OPTION.sub("", match["body"]).strip()
+                found.setdefault(match["label"], {"prose": [], "code": [], "text": []})[
+                    "prose"].append(body)
+            start = _START_LABEL.search(text)
+            if start:
+                label = start[1]
+                found.setdefault(label, {"prose": [], "code": [], "text": []})
+                continue
+            if "{solution-end}" in text:
+                end = _END_FENCE.search(text)
+                before = text[:end.start()].strip() if end else ""
+                if label is not None and before:
+                    found[label]["text"].append(before)
+                label = None
+                continue
+        if label is not None:
+            found[label]["code" if cell.cell_type == "code" else "text"].append(text)
+    return found
+
+
+def _numeric_cells(label: str, answers: tuple[Answer, ...], code: list[str],
+                   where: str) -> tuple[list, int]:
+    """The autograded answer cell of a numeric exercise and one test cell per number: the
+    test's hidden part runs the exercise's own code solution in a function (its names stay
+    local) and compares the student's number with the expected one, within its tolerance."""
+    import textwrap
+
+    import nbformat
+
+    solution = "\n\n".join(code).strip()
+    if '"""' in solution or "'''" in solution:
+        raise SkullstripError(f"{where}: the solution of {label} holds a triple-quoted string "
+                              "(it is indented into the hidden test)")
+    names = "\n".join(f"#   {a.name}: {a.what} (autograded, within ± {a.tolerance:g})"
+                      for a in answers)
+    answer = nbformat.v4.new_code_cell(
+        f"# Your answer to {label}: set these variables to numbers, computed in this cell or "
+        f"above.\n{names}\n### BEGIN SOLUTION\n"
+        + (solution + "\n" if solution else "")
+        + "\n".join(f"{a.name} = {a.expected}" for a in answers) + "\n### END SOLUTION")
+    _nbgrader(answer, f"{label}-answer", solution=True)
+    cells, total = [answer], 0
+    body = textwrap.indent(solution + "\n" if solution else "", "    ")
+    for a in answers:
+        test = nbformat.v4.new_code_cell(
+            f"# Autograded, {a.points} point{'s' if a.points != 1 else ''}: {a.name}, "
+            f"{a.what}, within ± {a.tolerance:g}.\n"
+            f"from skullstrip_lib.lessons import checks\n\n"
+            f"checks.check_number({a.name!r}, {a.name})\n"
+            "### BEGIN HIDDEN TESTS\n"
+            f"def _expected_{a.name}():  # the chapter's own computation, from its data\n"
+            f"{body}    return {a.expected}\n\n\n"
+            f"checks.check_number({a.name!r}, {a.name}, _expected_{a.name}(), "
+            f"tolerance={a.tolerance!r})\n"
+            "### END HIDDEN TESTS")
+        _nbgrader(test, f"{label}-{a.name}", grade=True, locked=True, points=a.points)
+        cells.append(test)
+        total += a.points
+    return cells, total
+
+
+def _prose_cell(label: str, solution: dict[str, list[str]]) -> Any:
+    """A hand-graded markdown answer cell; in the source it holds the model answer (the
+    prose solution, the solution's text and code), which nbgrader replaces in the release."""
+    import nbformat
+
+    parts = [*solution.get("prose", []), *solution.get("text", []),
+             *(f"```python\n{c.strip()}\n```" for c in solution.get("code", []))]
+    cell = nbformat.v4.new_markdown_cell(
+        f"**Your answer to {label}** (graded by hand):\n\n" + "\n\n".join(parts))
+    _nbgrader(cell, f"{label}-prose", grade=True, solution=True, points=PROSE_POINTS)
+    return cell
+
+
+def _exercise_answers(cells: list, built: set[str], where: str
+                      ) -> tuple[dict[int, list], int]:
+    """Answer cells (and tests) for every exercise but the build-its, by the index of the
+    cell that states it (they go right below it), and their points."""
+    solutions = _solutions(cells)
+    extra: dict[int, list] = {}
+    total = 0
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "markdown":
+            continue
+        for match in _EXERCISE.finditer(cell.source):
+            found = _LABEL.search(match["body"])
+            if found is None or found[1] in built:
+                continue
+            label = found[1]
+            if "{solution-start}" in cell.source:
+                raise SkullstripError(f"{where}: {label}'s statement and its solution-start "
+                                      "share a cell; its answer cell would be removed with "
+                                      "the solution")
+            solution = solutions.get(label, {})
+            numbers, prose = NUMERIC_ANSWERS.get(label, ((), True))
+            new: list = []
+            if numbers:
+                made, points = _numeric_cells(label, numbers, solution.get("code", []),
+                                              f"{where}, {label}")
+                new += made
+                total += points
+            if prose:
+                new.append(_prose_cell(label, solution))
+                total += PROSE_POINTS
+            extra.setdefault(i, []).extend(new)
+        if i in extra and "nbgrader" not in cell.metadata:
+            first = _LABEL.search(cell.source)
+            _nbgrader(cell, f"{first[1] if first else i}-task", locked=True)
+    return extra, total
+
+
 def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
-                where: str) -> tuple[list, int]:
+                where: str, seeds: Any) -> tuple[list, int]:
     """The nbgrader source cells of one chapter and its total points."""
     import copy
 
@@ -226,7 +367,7 @@ def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
         raise SkullstripError(f"{where}: no cell tagged exercise-stub (no build-it exercise)")
     keep = set(range(len(cells))) if not build_only else set(range(setup))
     replace: dict[int, list] = {}
-    total, seen = 0, set()
+    total, seen, built = 0, set(), set()
     for k, s in enumerate(stubs):
         check = s + 1
         if check >= len(cells) or cells[check].cell_type != "code":
@@ -243,6 +384,8 @@ def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
             raise SkullstripError(f"{where}: the exercise stub has no solution-start/-end after "
                                   "its check")
         found = _START_LABEL.search(cells[start].source)
+        if found:
+            built.add(found[1])
         label = _GRADE_ID.sub("-", found[1]) if found else f"build-it-{k + 1}"
         while label in seen:
             label += "-2"
@@ -253,7 +396,7 @@ def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
         _nbgrader(answer, f"{label}-answer", solution=True)
         tests = []
         for grade_id, source, n in _test_cells(cells[check].source, points, label,
-                                               f"{where}, cell {check}"):
+                                               f"{where}, cell {check}", seeds):
             test = nbformat.v4.new_code_cell(source)
             _nbgrader(test, grade_id, grade=True, locked=True, points=n)
             tests.append(test)
@@ -269,11 +412,17 @@ def _assignment(nb: Any, points: int | dict[str, int], build_only: bool,
     for i in range(setup):  # the set-up code is locked: autograde runs the chapter's own
         if cells[i].cell_type == "code":  # (a student's edits there would grade differently)
             _nbgrader(cells[i], f"setup-{i}", locked=True)
+    # Every other exercise gets its answer cell (and tests) below its statement.
+    extra: dict[int, list] = {}
+    if not build_only:
+        extra, more = _exercise_answers(cells, built, where)
+        total += more
     dropped = [c for i, c in enumerate(cells) if i not in keep]
     out: list = []
     for i, cell in enumerate(cells):
         if i in keep:
             out.extend(replace.get(i, [cell]))
+            out.extend(extra.get(i, []))
     # The build-it solutions are in the answer cells now; every solution block goes.
     gated = [c for c in out if c.cell_type == "code" and not _gated_ok(out, c)]
     out, _ = strip_solutions(out)
@@ -329,7 +478,7 @@ def _check_names(kept: list, dropped: list, where: str) -> None:
 
 def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
                     points: int | dict[str, int] = NBGRADER_POINTS, build_only: bool = False,
-                    overwrite: bool = False) -> dict[str, int]:
+                    seed: int | None = None, overwrite: bool = False) -> dict[str, int]:
     """The chapters as nbgrader *source* notebooks: build-it exercises that grade themselves.
 
     In each chapter, every "build it yourself" exercise (a code cell tagged
@@ -344,8 +493,22 @@ def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
       NotImplementedError()``, so the student gets the chapter's stub back;
     - each ``checks.check_*`` call of the check cell becomes an *autograded
       test* cell of its own, worth ``points``, called with ``strict=True`` so
-      that a function not written yet fails as a wrong one does (see
-      :mod:`skullstrip_lib.lessons.checks`).
+      that a function not written yet fails as a wrong one does, and so does
+      one that is or calls the library's own implementation (see
+      :mod:`skullstrip_lib.lessons.checks`). Below it, between nbgrader's
+      ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, the same check
+      runs on cases the student has not seen (``unseen=<seed>``): ``nbgrader
+      generate_assignment`` removes them from the student's copy and
+      ``nbgrader autograde`` puts them back.
+
+    Unless *build_only*, every other exercise gets answer cells right below its
+    statement: a hand-graded Markdown cell (``PROSE_POINTS``, holding the model
+    answer in the source), and, for an exercise whose answer is a number
+    (:data:`tools.bookbuild.answers.NUMERIC_ANSWERS`), an autograded answer
+    cell where the student sets named variables, and one test cell per number
+    whose hidden part computes the expected value from the chapter's own data
+    (the exercise's code solution, run inside a function) and accepts it within
+    its tolerance (:func:`skullstrip_lib.lessons.checks.check_number`).
 
     Every solution (prose dropdowns, code blocks, the build-it solution and
     what it shows off after its check) is removed, as in
@@ -374,6 +537,9 @@ def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
         Keep only the set-up cells and the build-it exercises (statement,
         answer, tests): a short assignment that autogrades in seconds instead
         of executing the whole chapter.
+    seed : int or None
+        Seed of the hidden tests' unseen cases; None draws a fresh one, so
+        that each course's hidden cases are its own.
     overwrite : bool
         Replace existing source notebooks.
 
@@ -412,8 +578,13 @@ def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
         ### BEGIN SOLUTION
         return np.sum(x)
         ### END SOLUTION
-    >>> print(out.cells[5].source.splitlines()[-1], out.cells[5].metadata.nbgrader["points"])
-    checks.check_sum(my_sum, strict=True) 2
+    >>> print(*out.cells[5].source.splitlines()[-4:], sep="\\n")  # doctest: +ELLIPSIS
+    checks.check_sum(my_sum, strict=True)
+    ### BEGIN HIDDEN TESTS
+    checks.check_sum(my_sum, strict=True, unseen=...)
+    ### END HIDDEN TESTS
+    >>> out.cells[5].metadata.nbgrader["points"]
+    2
     """
     import nbformat
 
@@ -425,11 +596,13 @@ def nbgrader_source(src: str | os.PathLike, course_dir: str | os.PathLike, *,
         for _, dst in todo:
             if dst.exists():
                 raise SkullstripError(f"{dst}: exists; use overwrite=True")
+    # The seeds of the unseen cases: fresh for every course unless given (reproducible).
+    seeds = random.Random(secrets.randbits(64) if seed is None else seed)
     # Every chapter first, then the files: a chapter that cannot be converted writes nothing.
     made = []
     for path, dst in todo:
         nb = nbformat.read(path, as_version=4)
-        cells, total = _assignment(nb, points, build_only, path.name)
+        cells, total = _assignment(nb, points, build_only, path.name, seeds)
         nb.cells = cells
         made.append((path.stem, dst, nb, total))
     totals = {}
