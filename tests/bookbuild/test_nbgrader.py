@@ -89,6 +89,15 @@ def test_every_chapter_becomes_a_source_notebook(tmp_path, build_only):
             assert len(nb.cells) < len(original.cells) / 2, name
 
 
+def test_every_numeric_answer_names_an_exercise_of_the_book():
+    text = "\n".join(c.source for path in NOTEBOOKS.glob("*.ipynb")
+                     for c in nbformat.read(path, as_version=4).cells)
+    labels = set(re.findall(r"```\{exercise\}\n:label: (\S+)", text))
+    assert set(NUMERIC_ANSWERS) <= labels - {lab for lab in labels if "-build-" in lab}
+    names = [a.name for answers, _ in NUMERIC_ANSWERS.values() for a in answers]
+    assert len(names) == len(set(names)) and all(n.isidentifier() for n in names)
+
+
 def test_points_per_check_and_no_overwrite(tmp_path):
     src = NOTEBOOKS / f"{CHAPTER}.ipynb"
     assert assignments.nbgrader_source(src, tmp_path, points={"check_dice": 3},
