@@ -50,13 +50,13 @@ book: setup
 
 # The chapters without exercise solutions, for handing out (see book/instructors.md).
 student-edition: setup
-	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import student_edition as s; \
+	$(BIN)/python -c 'from tools.bookbuild.editions import student_edition as s; \
 		print(s("notebooks", "_build/student", overwrite=True))'
 
 # The chapters as their Colab badges open them (colab/, committed): plain Markdown, solutions
 # folded into form cells. Run after editing a chapter; a test checks colab/ is up to date.
 colab-edition: setup
-	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import colab_edition as c; \
+	$(BIN)/python -c 'from tools.bookbuild.editions import colab_edition as c; \
 		print(len(c("notebooks", "colab", overwrite=True)), "chapters written to colab/")'
 
 # The chapters as nbgrader source notebooks (_build/nbgrader/source/<chapter>/), each
@@ -65,7 +65,7 @@ colab-edition: setup
 .PHONY: assignments
 ASSIGNMENTS ?= whole
 assignments: setup
-	$(BIN)/python -c 'from skullstrip_lib.lessons.notebook import nbgrader_source as n; \
+	$(BIN)/python -c 'from tools.bookbuild.nbgrader import nbgrader_source as n; \
 		points = n("notebooks", "_build/nbgrader", overwrite=True, \
 		           build_only="$(ASSIGNMENTS)" == "build-only"); \
 		print("\n".join(f"{k}: {v} points" for k, v in points.items()))'

@@ -23,8 +23,14 @@ DOCS: dict[str, str] = {
 func : callable
     The student's function.
 strict : bool
-    Fail (instead of reporting "not written yet") when ``func`` still
-    raises :class:`NotImplementedError`: for autograding.""",
+    For autograding: fail (instead of reporting "not written yet") when
+    ``func`` still raises :class:`NotImplementedError`, and fail when ``func``
+    is, or calls, the library's own implementation of the piece (see
+    :mod:`skullstrip_lib.lessons.checks`).
+unseen : int or None
+    A seed: run cases made from it (random inputs, the library's answers)
+    instead of the chapter's, which the student has not seen (nbgrader's
+    hidden tests).""",
     "check_returns": """\
 Returns
 -------

@@ -17,6 +17,30 @@ autograder's test cell passes) turns that into a failure as well. Only
 :class:`NotImplementedError` is forgiven: a wrong answer, a function that
 returns None, or one that raises anything else fails in either mode.
 
+Strict mode also refuses a function that *is*, or *calls*, the library's own
+implementation of the piece (``my_dice = metrics.dice``, or a ``my_dice`` that
+returns ``metrics.dice(a, b)``): the check would compare the library with
+itself. An alias is found by identity (the function, unwrapped from
+``functools.partial``, a bound method or a decorator, is the library's
+function or runs its code object). A wrapper is found by watching the calls
+made while the student's function runs, with :func:`sys.setprofile` (and
+:func:`threading.setprofile` for threads it starts): every Python function
+call of that thread reports its code object, so the library function is
+recognised whatever name it was imported under and however deep in the
+student's helpers it is called, while the check's own calls of the library
+(its reference answers) happen outside that window and do not count.
+Replacing the library function by a sentinel while the check runs would
+miss ``from skullstrip_lib.metrics import dice`` bound before the check,
+and would break the check's own reference answers, so it is not used. A
+function that switches the profiler off is refused as well. (Code run in
+another process, or the library's code copied into the student's cell, is
+not seen: that is for the grader's eyes.)
+
+``unseen=<seed>`` replaces the chapter's cases by cases made from that seed
+(random masks, affines, fields, shapes, ...; the answers from the library,
+computed outside the student's function): what nbgrader's hidden tests run, so
+a function tuned to the cases the student saw does not pass on them alone.
+
 ============================  ==============================================  =======
 check                         the student writes                              chapter
 ============================  ==============================================  =======
@@ -37,8 +61,13 @@ check                         the student writes                              ch
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import math
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +83,7 @@ __all__ = [
     "check_dice_loss",
     "check_gamma",
     "check_hausdorff95",
+    "check_number",
     "check_pairing",
     "check_postprocess",
     "check_reorient",
@@ -72,12 +102,90 @@ def _name(func: Callable[..., Any]) -> str:
     return getattr(func, "__name__", "your function")
 
 
+def _library_code(library: Sequence[str]) -> dict[Any, str]:
+    """The code objects of the library's implementation of a piece, by ``module:name``
+    (a decorated function counts with the code it wraps)."""
+    codes: dict[Any, str] = {}
+    for spec in library:
+        module, _, attr = spec.partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        shown = f"{module.removeprefix('skullstrip_lib.')}.{attr}"
+        while obj is not None:
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                codes[code] = shown
+            obj = getattr(obj, "__wrapped__", None)
+    return codes
+
+
+def _alias_of(func: Any, codes: dict[Any, str]) -> str | None:
+    """The library function that *func* is (by identity of its code), or None."""
+    seen = set()
+    while func is not None and id(func) not in seen:
+        seen.add(id(func))
+        code = getattr(func, "__code__", None)
+        if code in codes:
+            return codes[code]
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif inspect.ismethod(func):
+            func = func.__func__
+        else:
+            func = getattr(func, "__wrapped__", None)
+    return None
+
+
+def _refusing(func: Callable[..., Any], codes: dict[Any, str]) -> Callable[..., Any]:
+    """*func*, failing if the library's code runs while it does (see the module docstring)."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        called: list[str] = []
+        previous, previous_threads = sys.getprofile(), threading.getprofile()
+
+        def hook(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" and frame.f_code in codes:
+                called.append(codes[frame.f_code])
+            if previous is not None:
+                previous(frame, event, arg)
+
+        sys.setprofile(hook)
+        threading.setprofile(hook)
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            intact = sys.getprofile() is hook
+            sys.setprofile(previous)
+            threading.setprofile(previous_threads)
+        if called:
+            raise AssertionError(f"it calls {called[0]}, the library's own implementation; "
+                                 "graded work must compute the answer itself")
+        if not intact:
+            raise AssertionError("it switched off the profiler that grading watches the "
+                                 "library's calls with")
+        return out
+
+    return call
+
+
 def _run(func: Callable[..., Any], cases: Sequence[Case], agrees_with: str, *,
-         strict: bool) -> bool:
-    """Run the cases in order; print one line per case passed; see the module docstring."""
+         strict: bool, library: Sequence[str] = ()) -> bool:
+    """Run the cases in order; print one line per case passed; see the module docstring.
+
+    *library* (``"module:name"`` strings) is the library's own implementation of
+    the piece: with *strict*, a *func* that is or calls one of them fails.
+    """
     if not callable(func):
         raise TypeError(f"pass the function itself (e.g. check(my_dice)), not {func!r}")
     name = _name(func)
+    if strict and library:
+        codes = _library_code(library)
+        alias = _alias_of(func, codes)
+        if alias is not None:
+            raise AssertionError(f"the function checked ({name}) is {alias} itself, the "
+                                 "library's own implementation: graded work must be your own "
+                                 "function")
+        func = _refusing(func, codes)
     for what, case in cases:
         try:
             case(func)
@@ -142,6 +250,60 @@ def _expect_number(got: float, expected: float, *, tol: float, hint: str) -> Non
         raise AssertionError(f"expected {expected:.6g}, got {got:.6g}. Hint: {hint}")
 
 
+def check_number(name: str, value: Any, expected: float | None = None, *,
+                 tolerance: float = 0.0) -> bool:
+    """Check a number a student gives as the answer to an exercise (nbgrader's tests).
+
+    Without *expected*, only that *value* is one finite number (what the
+    student's copy of the test shows); with it, that it lies within
+    *tolerance* of *expected*, which nbgrader's hidden test computes from the
+    chapter's own data.
+
+    Parameters
+    ----------
+    name : str
+        The variable's name, for the message.
+    value : object
+        The student's answer.
+    expected : float or None
+        The right answer.
+    tolerance : float
+        The largest accepted difference, in the answer's unit.
+
+    Returns
+    -------
+    bool
+        True.
+
+    Raises
+    ------
+    AssertionError
+        Not a number, or not within *tolerance* of *expected*.
+
+    Examples
+    --------
+    >>> check_number("dice", 0.947, 2 * 0.9 / 1.9, tolerance=0.002)
+    True
+    >>> check_number("dice", "about 0.95")
+    Traceback (most recent call last):
+    ...
+    AssertionError: dice should be one number, got 'about 0.95'
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise AssertionError(f"{name} should be one number, got {value!r:.80}")
+    try:
+        got = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise AssertionError(f"{name} should be one number, got {value!r:.80}") from None
+    if not math.isfinite(got):
+        raise AssertionError(f"{name} should be a finite number, got {got}")
+    # (a rounding error's margin, so that 0.949 against 0.947 within 0.002 passes)
+    if expected is not None and not abs(got - float(expected)) <= tolerance * (1 + 1e-9) + 1e-12:
+        raise AssertionError(f"{name} is {got:.6g}; the chapter's data give {float(expected):.6g} "
+                             f"(accepted within ± {tolerance:g})")
+    return True
+
+
 # --------------------------------------------------------------------------- chapter 1
 def _reorient_cases() -> list[tuple[str, np.ndarray]]:
     def rotation_x(deg: float) -> np.ndarray:
@@ -168,7 +330,8 @@ def _reorient_cases() -> list[tuple[str, np.ndarray]]:
 
 @fill_doc
 def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-                   *, strict: bool = False) -> bool:
+                   *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check a function that reorders a voxel array and its affine to RAS (chapter 1).
 
     ``func(data, affine)`` must return ``(data_ras, affine_ras)``: the same
@@ -201,7 +364,7 @@ def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
 
     data = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
 
-    def case(affine: np.ndarray) -> Callable[[Callable[..., Any]], None]:
+    def case(affine: np.ndarray, data: np.ndarray = data) -> Callable[[Callable[..., Any]], None]:
         def run(f: Callable[..., Any]) -> None:
             img = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
             want_data, want_affine = np.asanyarray(img.dataobj), img.affine
@@ -239,7 +402,33 @@ def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
         return run
 
     cases = [(what, case(affine)) for what, affine in _reorient_cases()]
-    return _run(func, cases, "nibabel.as_closest_canonical (io.load_scan)", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+        cases = []
+        for k in range(3):
+            shape = tuple(int(n) for n in rng.integers(2, 7, 3))
+            values = rng.permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)
+            cases.append((f"unseen grid {k + 1}: {shape} voxels, axes permuted, reversed "
+                          "and tilted at random", case(_random_affine(rng), values)))
+    return _run(func, cases, "nibabel.as_closest_canonical (io.load_scan)", strict=strict,
+                library=("nibabel:as_closest_canonical", "skullstrip_lib.io:load_scan"))
+
+
+def _random_affine(rng: np.random.Generator, tilt_deg: float = 20.0) -> np.ndarray:
+    """A voxel-to-world affine: axes permuted and reversed at random, voxels of 0.7 to 3 mm,
+    tilted by up to *tilt_deg* degrees about a random axis, shifted by up to 50 mm."""
+    columns = np.zeros((3, 3))
+    columns[rng.permutation(3), np.arange(3)] = rng.choice([-1.0, 1.0], 3) * rng.uniform(
+        0.7, 3.0, 3)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = math.radians(rng.uniform(-tilt_deg, tilt_deg))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k  # Rodrigues
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ columns
+    affine[:3, 3] = rng.uniform(-50.0, 50.0, 3)
+    return affine
 
 
 # --------------------------------------------------------------------------- chapter 2
@@ -259,8 +448,12 @@ def _nfbs_files(root: Path, subjects: Sequence[str], drop: tuple[str, str] | Non
     return paths
 
 
+_KIND_WORDS = {"t1w": "T1w image", "brainmask": "brain mask", "brain": "stripped brain"}
+
+
 @fill_doc
-def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> bool:
+def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check a function that pairs NFBS files by subject id (chapter 2).
 
     ``func(paths)`` gets a list of file paths (str, in any order, as
@@ -344,11 +537,11 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> 
             compare(f, [str(extra[0]), *paths[:4], str(extra[1]), *paths[4:], str(extra[2])],
                     root)
 
-    def missing(f: Callable[..., Any]) -> None:
-        lacking = subjects[1]
+    def missing(f: Callable[..., Any], subjects: Sequence[str] = subjects, lacking: str =
+                subjects[1], kind: str = "brainmask") -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "NFBS_Dataset"
-            paths = sorted(_nfbs_files(root, subjects, drop=(lacking, "brainmask")))
+            paths = sorted(_nfbs_files(root, subjects, drop=(lacking, kind)))
             try:
                 got = f(paths)
             except NotImplementedError:
@@ -357,12 +550,12 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> 
                 if lacking not in str(exc):
                     raise AssertionError(
                         f"it raised {type(exc).__name__}: {exc}, which does not say which "
-                        f"subject ({lacking}) lacks its brain mask") from None
+                        f"subject ({lacking}) lacks its {_KIND_WORDS[kind]}") from None
                 return
         if got is None:
             raise AssertionError("it returned None: did you forget the `return` line?")
         raise AssertionError(
-            f"subject {lacking} has no brain mask, but it returned a table"
+            f"subject {lacking} has no {_KIND_WORDS[kind]}, but it returned a table"
             f"{' of ' + str(len(got)) + ' rows' if hasattr(got, '__len__') else ''} instead of "
             "raising an error. Hint: check that every subject has all three files; "
             "zipping sorted lists would have paired the later subjects with their "
@@ -374,7 +567,25 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False) -> 
         ("files that are not NFBS images (README, JSON sidecars) are ignored", strays),
         ("a subject without a brain mask is an error naming that subject", missing),
     ]
-    return _run(func, cases, "datasets.index_dataset", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+        ids = sorted({f"{rng.choice(list('ABX'))}{rng.integers(10**7, 10**8)}" for _ in range(6)})
+
+        def unseen_shuffled(f: Callable[..., Any]) -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                root = Path(tmp) / "NFBS_Dataset"
+                paths = _nfbs_files(root, ids)
+                (root / "README.md").touch()
+                paths.append(str(root / "README.md"))
+                compare(f, [paths[i] for i in rng.permutation(len(paths))], root)
+
+        lacking, kind = str(rng.choice(ids)), str(rng.choice(["t1w", "brainmask", "brain"]))
+        cases = [(f"unseen: {len(ids)} subjects of other ids, shuffled, with a README",
+                  unseen_shuffled),
+                 (f"unseen: a subject without its {kind} file is an error naming it",
+                  functools.partial(missing, subjects=ids, lacking=lacking, kind=kind))]
+    return _run(func, cases, "datasets.index_dataset", strict=strict,
+                library=("skullstrip_lib.datasets:index_dataset",))
 
 
 # --------------------------------------------------------------------------- chapter 3
@@ -391,7 +602,7 @@ def _two_tissue_ball(shape: tuple[int, int, int] = (24, 24, 20)
 
 @fill_doc
 def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], *,
-                       strict: bool = False) -> bool:
+                       strict: bool = False, unseen: int | None = None) -> bool:
     """Check a function that removes a known multiplicative bias field (chapter 3).
 
     ``func(image, field, mask)`` must return the corrected image: ``image``
@@ -484,13 +695,32 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
         ("the head keeps its overall brightness (geometric mean in the mask)",
          brightness_kept),
     ]
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_field(seed: int, strength: float, factor: float
+                         ) -> Callable[[Callable[..., Any]], None]:
+            def run(f: Callable[..., Any]) -> None:
+                fld = simulate_bias_field(clean.shape, strength=strength, seed=seed, mask=head)
+                got = correct(f, clean * fld, factor * fld)
+                _expect_close(got, reference(clean * fld, fld, head), atol=1e-3,
+                              what="voxels", hint="divide by the field rescaled to a "
+                              "geometric mean of 1 inside the mask")
+            return run
+
+        cases = [(f"unseen field {k + 1}: strength {strength:.2f}, known up to a factor "
+                  f"{factor:.2f}", unseen_field(int(rng.integers(100, 10**6)), strength, factor))
+                 for k, (strength, factor) in enumerate(
+                     zip(rng.uniform(0.15, 0.6, 3), rng.uniform(0.2, 8.0, 3), strict=True))]
+    # No function of the library divides out a given field (n4_correct estimates one).
     return _run(func, cases, "bias.simulate_bias_field's known fields", strict=strict)
 
 
 # --------------------------------------------------------------------------- chapter 4
 @fill_doc
 def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[int]],
-                                  np.ndarray], *, strict: bool = False) -> bool:
+                                  np.ndarray], *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check a pull resampling onto a target grid, linear interpolation (chapter 4).
 
     ``func(data, source_affine, target_affine, target_shape)`` must return the
@@ -607,14 +837,35 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
         ("an LPS source and a rotated target agree with the library", oblique),
         ("target voxels outside the source's field of view are 0", outside),
     ]
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_grid(src: np.ndarray, tgt: np.ndarray, shape: tuple[int, ...]
+                        ) -> Callable[[Callable[..., Any]], None]:
+            def run(f: Callable[..., Any]) -> None:
+                _expect_close(pulled(f, src, tgt, shape), library(src, tgt, shape),
+                              atol=1e-4 * scale, hint=pull_hint)
+            return run
+
+        cases = []
+        for k in range(3):
+            src = _random_affine(rng, tilt_deg=10.0)
+            centre = src @ np.array([*(np.array(data.shape) - 1) / 2, 1.0])
+            tgt = _random_affine(rng, tilt_deg=30.0)
+            shape = tuple(int(n) for n in rng.integers(5, 11, 3))
+            # the target grid centred on the source's field of view, so most of it is inside
+            tgt[:3, 3] += centre[:3] - (tgt @ np.array([*(np.array(shape) - 1) / 2, 1.0]))[:3]
+            cases.append((f"unseen grids {k + 1}: random source and target affines, target "
+                          f"shape {shape}", unseen_grid(src, tgt, shape)))
     return _run(func, cases, "preprocess.to_model_grid(order=1, antialias=False)",
-                strict=strict)
+                strict=strict, library=("skullstrip_lib.preprocess:to_model_grid",
+                                        "skullstrip_lib.preprocess:from_model_grid"))
 
 
 # --------------------------------------------------------------------------- chapter 5
 @fill_doc
 def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
-                 strict: bool = False) -> bool:
+                 strict: bool = False, unseen: int | None = None) -> bool:
     """Check a z-score normalisation inside a mask, with percentile clipping (chapter 5).
 
     ``func(data, mask)`` must clip the whole volume to the 0.5th and 99.5th
@@ -708,12 +959,38 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
          air_too),
         ("3 x data + 1000 gives the same result as data", offset),
     ]
-    return _run(func, cases, "preprocess.normalize_intensity", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_head(k: int) -> Case:
+            size = int(rng.integers(20, 36))
+            mask = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                          rng.uniform(size / 5, size / 3))
+            values = np.where(mask, rng.gamma(rng.uniform(2, 9), rng.uniform(20, 90),
+                                              mask.shape),
+                              rng.uniform(0.0, 30.0, mask.shape)).astype(np.float32)
+            values[tuple(np.argwhere(mask)[0])] *= 50.0  # one bright voxel in the head
+
+            def run(f: Callable[..., Any]) -> None:
+                got = _array(_call(f, values.copy(), mask.copy()), values.shape,
+                             "normalised image")
+                _expect_close(got, normalize_intensity(values, mask).astype(np.float64),
+                              atol=1e-3, what="voxels", hint="clip the whole volume to the "
+                              "0.5th and 99.5th percentiles of data[mask], then subtract the "
+                              "mean and divide by the standard deviation of the clipped "
+                              "data[mask]")
+            return (f"unseen head {k + 1}: {size}^3 voxels, another intensity distribution "
+                    "and one bright voxel", run)
+
+        cases = [unseen_head(k) for k in range(3)]
+    return _run(func, cases, "preprocess.normalize_intensity", strict=strict,
+                library=("skullstrip_lib.preprocess:normalize_intensity",))
 
 
 # --------------------------------------------------------------------------- chapter 6
 @fill_doc
-def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = False) -> bool:
+def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check a residual block built from Keras layers (chapter 6).
 
     ``func(x, filters)`` gets a Keras tensor ``x`` of shape ``(batch, X, Y, Z,
@@ -838,13 +1115,26 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
         ("8 -> 8 channels: the library's parameter count (x itself is the shortcut)",
          params(8, 8)),
     ]
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+        c_in, filters, same = (int(n) for n in rng.integers(2, 7, 3))
+        filters += c_in  # a change of channel count, then none
+        cases = [(f"unseen: {c_in} -> {filters} channels, the library's parameter count",
+                  params(c_in, filters)),
+                 (f"unseen: {same} -> {same} channels, the library's parameter count",
+                  params(same, same)),
+                 ("an impulse spreads over 5x5x5 voxels: the second convolution reads the "
+                  "first", chained)]
     return _run(func, cases, "the residual block of model.build_unet(norm=None)",
-                strict=strict)
+                strict=strict, library=("skullstrip_lib.model:residual_block",
+                                        "skullstrip_lib.model:residual_sum",
+                                        "skullstrip_lib.model:build_unet"))
 
 
 # --------------------------------------------------------------------------- chapter 7
 @fill_doc
-def check_dice_loss(func: Callable[..., Any], *, strict: bool = False) -> bool:
+def check_dice_loss(func: Callable[..., Any], *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check a soft Dice loss, one value per volume of a batch (chapter 7).
 
     ``func(y_true, y_pred, smooth=1.0)`` gets float32 arrays of shape
@@ -943,7 +1233,29 @@ def check_dice_loss(func: Callable[..., Any], *, strict: bool = False) -> bool:
         ("a batch of two gives one loss per volume", per_volume),
         ("random soft predictions agree with losses.soft_dice_loss", library),
     ]
-    return _run(func, cases, "losses.soft_dice_loss", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_batch(k: int) -> Case:
+            n = int(rng.integers(2, 5))
+            shape = (n, *(int(d) for d in rng.integers(3, 7, 3)), 1)
+            t = (rng.random(shape) < rng.uniform(0.1, 0.6)).astype(np.float32)
+            p = (rng.random(shape) ** rng.uniform(0.5, 3.0)).astype(np.float32)
+
+            def run(f: Callable[..., Any]) -> None:
+                import keras
+
+                from ..losses import soft_dice_loss
+
+                want = keras.ops.convert_to_numpy(soft_dice_loss(t, p)).astype(np.float64)
+                _expect_close(losses_of(f, t, p, n), want, atol=1e-5, what="losses",
+                              hint="1 - (2 Σ t·p + smooth) / (Σ t + Σ p + smooth) per volume")
+            return (f"unseen batch {k + 1}: {n} volumes of {shape[1:4]} voxels", run)
+
+        cases = [unseen_batch(k) for k in range(3)]
+    return _run(func, cases, "losses.soft_dice_loss", strict=strict,
+                library=("skullstrip_lib.losses:soft_dice_loss",
+                         "skullstrip_lib.losses:dice_bce_loss"))
 
 
 # --------------------------------------------------------------------------- chapter 8
@@ -955,7 +1267,7 @@ def _cube(shape: tuple[int, ...], lo: Sequence[int], hi: Sequence[int]) -> np.nd
 
 @fill_doc
 def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
-               strict: bool = False) -> bool:
+               strict: bool = False, unseen: int | None = None) -> bool:
     """Check a Dice coefficient of two masks (chapter 8).
 
     ``func(pred, ref)`` gets two boolean arrays of the same shape and must
@@ -1025,11 +1337,26 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
          case(empty, a, 0.0, "2·0 / (0 + 64) = 0")),
         ("two overlapping balls agree with metrics.dice", balls),
     ]
-    return _run(func, cases, "metrics.dice", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+        cases = []
+        for k in range(3):
+            size = int(rng.integers(16, 40))
+            p = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                       rng.uniform(size / 8, size / 3))
+            r = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                       rng.uniform(size / 8, size / 3))
+            from ..metrics import dice
+
+            cases.append((f"unseen balls {k + 1} in a {size}^3 grid",
+                          case(p, r, dice(p, r), "2 |P ∩ R| / (|P| + |R|)")))
+    return _run(func, cases, "metrics.dice", strict=strict,
+                library=("skullstrip_lib.metrics:dice", "skullstrip_lib.metrics:evaluate_masks"))
 
 
 @fill_doc
-def check_hausdorff95(func: Callable[..., float], *, strict: bool = False) -> bool:
+def check_hausdorff95(func: Callable[..., float], *, strict: bool = False,
+        unseen: int | None = None) -> bool:
     """Check the 95th-percentile Hausdorff distance of two masks (chapter 8).
 
     ``func(pred, ref, spacing)`` gets two boolean 3D arrays and the voxel size
@@ -1113,13 +1440,30 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False) -> bo
          case(empty, cube, (1.0, 1.0, 1.0), math.inf, "no surface to measure to: "
               "float('inf'), by this library's convention")),
     ]
-    return _run(func, cases, "metrics.hausdorff95", strict=strict)
+    if unseen is not None:
+        from ..metrics import sphere
+
+        rng = np.random.default_rng(unseen)
+        cases = []
+        for k in range(3):
+            size = int(rng.integers(16, 32))
+            p = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                       rng.uniform(size / 6, size / 3))
+            r = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                       rng.uniform(size / 6, size / 3))
+            spacing = tuple(float(v) for v in np.round(rng.uniform(0.5, 3.0, 3), 2))
+            cases.append((f"unseen balls {k + 1} in a {size}^3 grid of {spacing} mm voxels",
+                          case(p, r, spacing, lib(p, r, spacing), surface_hint)))
+    return _run(func, cases, "metrics.hausdorff95", strict=strict,
+                library=("skullstrip_lib.metrics:hausdorff95",
+                         "skullstrip_lib.metrics:surface_distances",
+                         "skullstrip_lib.metrics:evaluate_masks"))
 
 
 # --------------------------------------------------------------------------- chapter 9
 @fill_doc
 def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
-                      strict: bool = False) -> bool:
+                      strict: bool = False, unseen: int | None = None) -> bool:
     """Check a clean-up of a predicted mask: largest component, holes filled (chapter 9).
 
     ``func(mask)`` gets a boolean 3D array and must return a new boolean
@@ -1191,13 +1535,26 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
          case(empty, "with no component, return an empty mask (np.zeros_like(mask)) "
               "instead of taking the largest of nothing")),
     ]
-    return _run(func, cases, "inference.postprocess_mask", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+        cases = []
+        for k in range(3):
+            centre = rng.uniform(12, 20, 3)
+            mask = sphere(shape, centre, rng.uniform(6, 10)) & ~sphere(
+                shape, centre + rng.uniform(-1, 1, 3), rng.uniform(1.5, 3.5))
+            for _ in range(int(rng.integers(1, 4))):  # blobs, some touching the brain
+                mask |= sphere(shape, rng.uniform(2, 30, 3), rng.uniform(1.0, 3.0))
+            cases.append((f"unseen mask {k + 1}: a ball with a hole and random blobs",
+                          case(mask, "keep the largest face-connected component, then "
+                               "fill its holes")))
+    return _run(func, cases, "inference.postprocess_mask", strict=strict,
+                library=("skullstrip_lib.inference:postprocess_mask",))
 
 
 # --------------------------------------------------------------------------- chapter 10
 @fill_doc
 def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
-                strict: bool = False) -> bool:
+                strict: bool = False, unseen: int | None = None) -> bool:
     """Check a gamma curve applied to an image, as the augmentation does it (chapter 10).
 
     ``func(image, gamma)`` must map the image to [0, 1] with its own minimum
@@ -1281,38 +1638,62 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
         ("a constant image stays constant", constant),
         ("gammas 0.7 and 1.5 agree with data.augment's gamma", library),
     ]
-    return _run(func, cases, "data.augment's gamma curve", strict=strict)
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_curve(k: int) -> Case:
+            image = rng.normal(rng.uniform(-2, 5), rng.uniform(0.5, 30), (9, 7, 6))
+            image = image.astype(np.float32)
+            gamma = float(rng.uniform(0.4, 2.5))
+
+            def run(f: Callable[..., Any]) -> None:
+                x = image.astype(np.float64)
+                lo, hi = x.min(), x.max()
+                want = lo + (hi - lo) * ((x - lo) / (hi - lo)) ** gamma
+                _expect_close(curved(f, image, gamma), want, atol=1e-4 * max(1.0, hi - lo),
+                              hint="lo + (hi - lo) * ((image - lo) / (hi - lo)) ** gamma")
+            return (f"unseen image {k + 1}: gamma {gamma:.2f}", run)
+
+        cases = [unseen_curve(k) for k in range(3)]
+    return _run(func, cases, "data.augment's gamma curve", strict=strict,
+                library=("skullstrip_lib.data:augment",))
 
 
 # --------------------------------------------------------------------------- chapter 11
 def _onion(shape: tuple[int, int, int] = (48, 48, 48), *, bridge: bool = False,
-           ventricle: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A phantom head at 2 mm: brain (1000) in CSF/skull (50) in scalp (600), and air.
+           ventricle: bool = False, radii: tuple[float, float, float] = (14, 17, 21),
+           values: tuple[float, float, float] = (1000.0, 50.0, 600.0)
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A phantom head at 2 mm: brain in CSF and skull in scalp, and air (0).
 
-    Returns the intensities, the brain and the scalp. ``bridge`` joins brain and
-    scalp with a bright rod 4 mm thick through the skull (what erosion must cut);
+    ``radii`` (voxels) are the brain's, the skull's inner and the scalp's outer;
+    ``values`` the brain's, the CSF/skull's and the scalp's intensities. Returns
+    the intensities, the brain and the scalp. ``bridge`` joins brain and scalp
+    with a brain-bright rod 4 mm thick through the skull (what erosion must cut);
     ``ventricle`` puts a dark ball in the brain (what hole filling must give back).
     """
     from ..metrics import sphere
 
+    r_brain, r_skull, r_scalp = radii
+    v_brain, v_dark, v_scalp = values
     c = tuple(s / 2 for s in shape)
-    scalp = sphere(shape, c, 21) & ~sphere(shape, c, 17)
-    brain = sphere(shape, c, 14)
-    data = np.where(sphere(shape, c, 21), 50.0, 0.0)
-    data[scalp] = 600.0
-    data[brain] = 1000.0
+    scalp = sphere(shape, c, r_scalp) & ~sphere(shape, c, r_skull)
+    brain = sphere(shape, c, r_brain)
+    data = np.where(sphere(shape, c, r_scalp), v_dark, 0.0)
+    data[scalp] = v_scalp
+    data[brain] = v_brain
     if bridge:
         i, j, k = (int(x) for x in c)
-        data[i - 1:i + 1, j - 1:j + 1, k:] = np.where(data[i - 1:i + 1, j - 1:j + 1, k:] > 0,
-                                                      1000.0, 0.0)
+        rod = data[i - 1:i + 1, j - 1:j + 1, k:]
+        data[i - 1:i + 1, j - 1:j + 1, k:] = np.where(rod > 0, v_brain, 0.0)
     if ventricle:
-        data[sphere(shape, c, 5)] = 50.0
+        data[sphere(shape, c, r_brain / 3)] = v_dark
     return data.astype(np.float32), brain, scalp
 
 
 @fill_doc
 def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
-                   strict: bool = False) -> bool:
+                   strict: bool = False, unseen: int | None = None) -> bool:
     """Check a classical brain mask: threshold, erosion, largest piece, dilation (chapter 11).
 
     ``func(data, zooms)`` gets a head's intensities and voxel size (mm) and must
@@ -1380,19 +1761,22 @@ def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
 
     def bridged(f: Callable[..., Any]) -> None:
         data, brain, scalp = _onion(bridge=True)
-        brain_not_scalp(f, data, brain & (data > 500), scalp,
+        brain_not_scalp(f, data, brain, scalp,
                         "a rod of brain-bright tissue joins brain and scalp: erode by a "
                         "ball a few mm wide before keeping the largest piece, so that the "
                         "rod breaks, then dilate back (inside the thresholded tissue)")
 
-    def ventricle(f: Callable[..., Any]) -> None:
-        data, brain, scalp = _onion(ventricle=True)
+    def with_ventricle(f: Callable[..., Any], data: np.ndarray, brain: np.ndarray,
+                       scalp: np.ndarray) -> None:
         hint = "the dark ventricle is inside the brain: fill the holes " \
                "(ndimage.binary_fill_holes) at the end"
         brain_not_scalp(f, data, brain, scalp, hint)
-        missing = int((brain & (data < 500) & ~found(f, data)).sum())
+        missing = int((brain & (data < data[brain].max()) & ~found(f, data)).sum())
         if missing:
             raise AssertionError(f"{missing} voxels of the ventricle are left out. Hint: {hint}")
+
+    def ventricle(f: Callable[..., Any]) -> None:
+        with_ventricle(f, *_onion(ventricle=True))
 
     def units(f: Callable[..., Any]) -> None:
         data, _, _ = _onion(bridge=True)
@@ -1417,8 +1801,31 @@ def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
         ("other intensity units (3 x data + 1000) give the same mask", units),
         ("a head without a skull still gives one piece (or nothing)", empty),
     ]
+    if unseen is not None:
+        rng = np.random.default_rng(unseen)
+
+        def unseen_head(k: int) -> Case:
+            r_brain = float(rng.uniform(12.0, 15.0))
+            r_skull = r_brain + float(rng.uniform(2.5, 4.0))
+            radii = (r_brain, r_skull, r_skull + float(rng.uniform(3.0, 4.0)))  # scalp 6-8 mm
+            v_brain = float(rng.uniform(300.0, 3000.0))
+            values = (v_brain, v_brain * float(rng.uniform(0.01, 0.1)),
+                      v_brain * float(rng.uniform(0.5, 0.8)))
+            side = int(2 * radii[2] + rng.integers(4, 10))
+            bridge, dark = bool(rng.integers(2)), bool(rng.integers(2))
+            data, brain, scalp = _onion((side,) * 3, bridge=bridge, ventricle=dark,
+                                        radii=radii, values=values)
+
+            def run(f: Callable[..., Any]) -> None:
+                with_ventricle(f, data, brain, scalp)
+
+            return (f"unseen phantom {k + 1}: brain radius {2 * r_brain:.0f} mm, "
+                    f"{'a rod' if bridge else 'no rod'}, {'a' if dark else 'no'} ventricle",
+                    run)
+
+        cases = [unseen_head(k) for k in range(3)]
     return _run(func, cases, "the properties of lessons.baseline.classical_brain_mask",
-                strict=strict)
+                strict=strict, library=("skullstrip_lib.lessons.baseline:classical_brain_mask",))
 
 
 def _largest_count(mask: np.ndarray) -> int:

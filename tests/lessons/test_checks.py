@@ -1,7 +1,7 @@
 """Tests of skullstrip_lib.lessons.checks: the "build it yourself" exercises' checks.
 
-Each check must pass a correct function (the library's own, or a reference
-written here as a student would), fail a deliberately wrong one with a message
+Each check must pass a correct function (a reference written here as a student
+would; the library's own only when not strict), fail a deliberately wrong one with a message
 that names the case and says what is wrong, and report a stub as not written
 yet (``strict=False``, what the book runs) or fail it (``strict=True``, what an
 autograder runs).
@@ -158,11 +158,51 @@ def gamma_curve(image, gamma):
     return lo + (hi - lo) * ((image - lo) / (hi - lo)) ** gamma
 
 
+def dice_by_hand(pred, ref):
+    total = pred.sum() + ref.sum()
+    return 1.0 if total == 0 else 2.0 * (pred & ref).sum() / total
+
+
+def hd95_by_hand(pred, ref, spacing):
+    if not pred.any() and not ref.any():
+        return 0.0
+    if not pred.any() or not ref.any():
+        return float("inf")
+    sp, sr = surface(pred), surface(ref)
+    d = np.concatenate([ndimage.distance_transform_edt(~sr, sampling=spacing)[sp],
+                        ndimage.distance_transform_edt(~sp, sampling=spacing)[sr]])
+    return float(np.percentile(d, 95))
+
+
+def largest_6(mask):
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros_like(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(labels == sizes.argmax())
+
+
 def gamma_no_rescale(image, gamma):
     return np.sign(image) * np.abs(image) ** gamma
 
 
-def baseline(data, zooms):
+def baseline(data, zooms):  # chapter 11's solution, written with ndimage
+    from skullstrip_lib.lessons.baseline import ball
+
+    head = preprocess.head_mask(data, zooms)
+    lo, hi = np.percentile(data[head], (2, 98))
+    tissue = head & (data > lo + 0.3 * (hi - lo))
+    labels, n = ndimage.label(ndimage.binary_erosion(tissue, ball(4.0, zooms)))
+    if n == 0:
+        return np.zeros(data.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    brain = ndimage.binary_dilation(labels == sizes.argmax(), ball(4.0, zooms)) & tissue
+    return ndimage.binary_fill_holes(brain)
+
+
+def _classical_4mm(data, zooms):
     from skullstrip_lib.lessons.baseline import classical_brain_mask
 
     return classical_brain_mask(data, zooms, erode_mm=4.0)
@@ -194,20 +234,59 @@ def baseline_no_fill(data, zooms):
 
 
 # --------------------------------------------------------------------------- the table
-GOOD = {
+GOOD = {  # written as a student would: no call of the library's implementation
     "reorient": (checks.check_reorient, to_ras),
     "pairing": (checks.check_pairing, pair_files),
     "bias": (checks.check_bias_removal, remove_field),
     "resample": (checks.check_resample, pull),
-    "zscore": (checks.check_zscore, preprocess.normalize_intensity),
-    "zscore-by-hand": (checks.check_zscore, zscore),
+    "zscore": (checks.check_zscore, zscore),
     "residual-block": (checks.check_residual_block, residual_block),
     "dice-loss": (checks.check_dice_loss, dice_loss),
-    "dice": (checks.check_dice, metrics.dice),
-    "hd95": (checks.check_hausdorff95, metrics.hausdorff95),
-    "postprocess": (checks.check_postprocess, inference.postprocess_mask),
+    "dice": (checks.check_dice, dice_by_hand),
+    "hd95": (checks.check_hausdorff95, hd95_by_hand),
+    "postprocess": (checks.check_postprocess, largest_6),
     "gamma": (checks.check_gamma, gamma_curve),
     "baseline": (checks.check_baseline, baseline),
+}
+
+
+def _canonical(data, affine):
+    img = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+    return np.asanyarray(img.dataobj), img.affine
+
+
+def _soft_dice_loss(y_true, y_pred, smooth=1.0):
+    import keras
+
+    from skullstrip_lib import losses
+
+    return keras.ops.convert_to_numpy(losses.soft_dice_loss(y_true, y_pred, smooth))
+
+
+def _residual_block(x, filters):
+    from skullstrip_lib import model
+
+    return model.residual_block(x, filters, None, "block")
+
+
+def _pull_with_library(data, source_affine, target_affine, target_shape):
+    grid = preprocess.ModelGrid(tuple(target_shape), target_affine, data.shape, source_affine)
+    return preprocess.to_model_grid(data, grid, order=1, antialias=False)
+
+
+# The library's own implementation of each piece: right answers, refused when strict.
+LIBRARY = {
+    "reorient": (checks.check_reorient, _canonical, "nibabel.as_closest_canonical"),
+    "resample": (checks.check_resample, _pull_with_library, "preprocess.to_model_grid"),
+    "zscore": (checks.check_zscore, preprocess.normalize_intensity,
+               "preprocess.normalize_intensity"),
+    "residual-block": (checks.check_residual_block, _residual_block, "model.residual_block"),
+    "dice-loss": (checks.check_dice_loss, _soft_dice_loss, "losses.soft_dice_loss"),
+    "dice": (checks.check_dice, metrics.dice, "metrics.dice"),
+    "hd95": (checks.check_hausdorff95, metrics.hausdorff95, "metrics.hausdorff95"),
+    "postprocess": (checks.check_postprocess, inference.postprocess_mask,
+                    "inference.postprocess_mask"),
+    "baseline": (checks.check_baseline, _classical_4mm, "lessons.baseline.classical_brain_mask"),
 }
 
 WRONG = {
@@ -247,6 +326,96 @@ def test_a_correct_function_passes_every_case(name, capsys):
     assert out[0].startswith("ok: ") and out[-1].startswith("all ")
     assert all(line.startswith("ok: ") for line in out[:-1])
     assert check(func, strict=True) is True
+    # The cases nbgrader's hidden tests run, made from seeds the student never saw.
+    for seed in (0, 1, 2):
+        assert check(func, strict=True, unseen=seed) is True
+    out = capsys.readouterr().out
+    assert out.count("ok: unseen") >= 6
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_strict_refuses_the_library_itself_an_alias_or_a_wrapper(name, capsys):
+    # The library's own function gives right answers: fine in the book (strict=False),
+    # refused when graded, whether it is passed as it is (an alias: by identity) or
+    # called from the student's function, however deep (by watching the calls).
+    check, func, shown = LIBRARY[name]
+    assert check(func) is True
+    if not isinstance(func, type(stub)) or func.__module__ != __name__:  # the function itself
+        with pytest.raises(AssertionError, match=rf"is {re.escape(shown)} itself, the "
+                                                 "library's own implementation"):
+            check(func, strict=True)
+
+    def wrapper(*args, **kwargs):
+        def helper():
+            return func(*args, **kwargs)
+        return helper()
+
+    with pytest.raises(AssertionError, match=rf"wrapper fails the case .*: it calls "
+                                             rf"{re.escape(shown)}, the library's own"):
+        check(wrapper, strict=True)
+    with pytest.raises(AssertionError, match=rf"it calls {re.escape(shown)}"):
+        check(wrapper, strict=True, unseen=3)
+
+
+def test_strict_sees_aliases_partials_imported_names_and_threads():
+    import functools
+    import threading
+
+    from skullstrip_lib.metrics import dice as imported_under_another_name
+
+    my_dice = metrics.dice
+    with pytest.raises(AssertionError,
+                       match=r"the function checked \(dice\) is metrics.dice itself"):
+        checks.check_dice(my_dice, strict=True)
+    with pytest.raises(AssertionError, match="is metrics.dice itself"):
+        checks.check_dice(functools.partial(metrics.dice), strict=True)
+
+    def renamed(a, b):
+        return imported_under_another_name(a, b)
+
+    def in_a_thread(a, b):
+        out = []
+        worker = threading.Thread(target=lambda: out.append(metrics.dice(a, b)))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    def evaluate(a, b):  # a library function that computes the Dice among others
+        return metrics.evaluate_masks(a, b)["dice"]
+
+    def profiler_off(a, b):
+        import sys
+
+        sys.setprofile(None)
+        return dice_by_hand(a, b)
+
+    for func, called in [(renamed, "metrics.dice"), (in_a_thread, "metrics.dice"),
+                         (evaluate, "metrics.evaluate_masks")]:
+        with pytest.raises(AssertionError, match=f"it calls {called}"):
+            checks.check_dice(func, strict=True)
+    with pytest.raises(AssertionError, match="switched off the profiler"):
+        checks.check_dice(profiler_off, strict=True)
+    # Calls of the library outside the student's function (the check's own answers) do
+    # not count, and the profiler in place before the check is put back.
+    import sys
+
+    assert checks.check_dice(dice_by_hand, strict=True) is True
+    assert sys.getprofile() is None
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_a_wrong_function_fails_the_unseen_cases_too(name):
+    check, func, _ = WRONG[name]
+    failed = 0
+    for seed in range(4):
+        try:
+            check(func, unseen=seed)
+        except AssertionError as exc:
+            assert "unseen" in str(exc)
+            failed += 1
+    # Random masks may miss the one configuration a wrong clean-up gets wrong (two cubes
+    # touching by an edge): the chapter's cases, run by the same graded cell, catch it.
+    assert failed >= (2 if name == "postprocess" else 4)
 
 
 @pytest.mark.parametrize("name", WRONG)
@@ -270,7 +439,22 @@ def test_a_stub_is_not_written_yet_unless_strict(name, capsys):
 
 
 def test_every_check_is_tested():
-    assert sorted({c.__name__ for c, _ in GOOD.values()}) == sorted(checks.__all__)
+    assert sorted({c.__name__ for c, _ in GOOD.values()} | {"check_number"}) == sorted(
+        checks.__all__)
+
+
+def test_check_number():
+    assert checks.check_number("x", np.float32(0.5)) is True
+    assert checks.check_number("x", 0.949, 0.947, tolerance=0.002) is True
+    for value, message in [("0.9", "x should be one number, got '0.9'"),
+                           (True, "x should be one number, got True"),
+                           ([0.1, 0.2], "x should be one number"),
+                           (float("nan"), "x should be a finite number, got nan")]:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            checks.check_number("x", value)
+    with pytest.raises(AssertionError, match=re.escape("x is 0.9; the chapter's data give "
+                                                       "0.947368 (accepted within ± 0.002)")):
+        checks.check_number("x", 0.9, 18 / 19, tolerance=0.002)
 
 
 def test_other_errors_name_the_case():
@@ -335,7 +519,7 @@ def test_the_student_edition_keeps_each_stub_and_its_check(tmp_path):
     # keeps the exercise, the stub and the check, which then reports "not written yet".
     import nbformat
 
-    from skullstrip_lib.lessons.notebook import student_edition
+    from tools.bookbuild.editions import student_edition
 
     root = Path(__file__).resolve().parents[2] / "notebooks"
     student_edition(root, tmp_path)
