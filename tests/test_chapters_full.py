@@ -34,6 +34,7 @@ PARAMETERS = {
     # The conditions the chapter's text and figures single out (the rest are alike).
     "10_data_drift": {"n_heads": 1,
                       "conditions": ["T1 (as trained)", "T2 contrast", "bias x4", "noise 40%"]},
+    "11_classical_baseline": {"n_heads": 1},
 }
 
 
@@ -71,7 +72,8 @@ def test_every_chapter_runs_in_the_full_profile(tmp_path, server, monkeypatch):
     # Chapter 7 trained on the stand-in; chapters 8-10 used that run, not the bundled model.
     runs = sorted((tmp_path / "data" / "runs").glob("ch07-full-*"))
     assert runs and (runs[-1] / "export" / "model.onnx").is_file()
-    for stem in ("08_evaluation", "09_stripping_a_new_scan", "10_data_drift"):
+    for stem in ("08_evaluation", "09_stripping_a_new_scan", "10_data_drift",
+                 "11_classical_baseline"):
         text = (tmp_path / "executed" / f"{stem}.ipynb").read_text()
         assert "ch07-full-" in text, f"{stem} did not use chapter 7's run"
     print("\nfull-profile run times on the stand-in (s):", json.dumps(seconds, indent=1))
