@@ -61,6 +61,7 @@ __all__ = [
     "build_network",
     "check_device",
     "compile_for_training",
+    "computes_in_float32",
     "export_run",
     "fit_batch_size",
     "gpu_free_bytes",
@@ -751,6 +752,25 @@ def build_network(config: TrainConfig, *, block: Callable | None = None):
                       depth=config.depth, dropout=config.dropout, norm=config.norm, block=block)
 
 
+def computes_in_float32(model) -> bool:
+    """Whether every layer of ``model`` computes in float32 (what ONNX export needs).
+
+    The model's own ``dtype_policy`` is no guide: a ``.keras`` checkpoint saved
+    under ``mixed_float16`` loads with a model-level policy that reads
+    ``float32`` while its layers still compute in float16.
+
+    Examples
+    --------
+    >>> import keras
+    >>> from skullstrip_lib.model import build_unet
+    >>> with precision_policy("mixed_float16"):
+    ...     mixed = build_unet((8, 8, 8, 1), base_filters=2, depth=1)
+    >>> computes_in_float32(mixed), computes_in_float32(build_unet((8, 8, 8, 1), depth=1))
+    (False, True)
+    """
+    return all(layer.compute_dtype == "float32" for layer in model.layers)
+
+
 def _build_and_compile(config: TrainConfig):
     return compile_for_training(build_network(config), config)
 
@@ -976,10 +996,10 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         raise SkullstripError(f"{out_dir}: already holds a model (use overwrite)")
     config = _read_config(run_dir)
     model = keras.saving.load_model(run_dir / checkpoint, compile=False)
-    if model.dtype_policy.name != "float32":  # export in float32 whatever the training policy
-        weights = model.get_weights()
+    if not computes_in_float32(model):  # trained in mixed precision: export in float32
+        weights = model.get_weights()  # float32 master weights (Keras keeps them so)
         with precision_policy("float32"):
-            model = _build_and_compile(config)
+            model = build_network(config)
         model.set_weights(weights)
     log = pd.read_csv(run_dir / "log.csv") if (run_dir / "log.csv").exists() else None
     best = (log.loc[log["val_dice"].idxmax()].to_dict()

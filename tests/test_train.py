@@ -170,6 +170,49 @@ def test_export_refuses_to_overwrite(tmp_path, data_dir):
         export_run(run, overwrite=False)
 
 
+@pytest.mark.slow
+def test_mixed_precision_checkpoint_exports_in_float32(tmp_path):
+    """A run trained on a GPU (mixed_float16) exports, and agrees with the float32 network.
+
+    Fitting in mixed precision fails on a CPU (float16 pooling), but saving and
+    exporting do not need a fit: the full-profile network built under the
+    policy, saved as a run's best.keras, is what a GPU run leaves behind.
+    """
+    import keras
+    import onnxruntime as ort
+
+    from skullstrip_lib.train import build_network, computes_in_float32, precision_policy
+
+    config = resolve_config("full")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    keras.utils.set_random_seed(3)
+    with precision_policy("mixed_float16"):
+        mixed = build_network(config)
+    mixed.save(run / "best.keras")
+    loaded = keras.saving.load_model(run / "best.keras", compile=False)
+    # The checkpoint's layers still compute in float16 (whatever its model-level policy says).
+    assert loaded.get_layer("enc0_conv1").compute_dtype == "float16"
+    assert not computes_in_float32(loaded)
+
+    out = export_run(run)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["network"]["base_filters"] == 16 and meta["network"]["depth"] == 4
+    with precision_policy("float32"):
+        reference = build_network(config)
+    reference.set_weights(mixed.get_weights())
+    x = np.random.default_rng(0).standard_normal((1, 96, 128, 160, 1)).astype(np.float32)
+    expected = np.asarray(reference(x, training=False))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert got.shape == expected.shape == (1, 96, 128, 160, 1)
+    # Norm layers' float32 averages over 10^5-10^6 voxels differ by ~1e-3 between the runtimes.
+    assert np.max(np.abs(got - expected)) < 1e-2
+    assert np.mean((got > 0.5) == (expected > 0.5)) > 0.999  # the masks agree
+
+
 # --------------------------------------------------------------------------- failing early
 def _no_gpu() -> bool:
     import tensorflow as tf
