@@ -6,6 +6,9 @@ extras. It must lack TensorFlow, Keras, TensorBoard and the ONNX exporters,
 yet synthesise a head and skull-strip it with the bundled ONNX model; the
 commands that need the ``[train]`` extra must say so in one line.
 
+The ``[train]`` extra on Colab is checked here too, by pip's resolver alone
+(``pip install --dry-run``) against a copy of a Colab runtime's packages.
+
 One test, not several: under pytest-xdist each worker would build its own
 environment. pip's cache is used, so a second run downloads nothing (the first
 fetches about 200 MB of wheels).
