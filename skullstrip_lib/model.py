@@ -479,7 +479,11 @@ def training_memory(model: keras.Model, batch_size: int = 1, *,
     * **activations**: the output of every layer for ``batch_size`` volumes, at
       the layer's compute dtype (2 bytes under ``mixed_float16``, 4 in
       float32), input included. Backpropagation needs them, so they are kept
-      from the forward pass until the backward pass has used them.
+      from the forward pass until the backward pass has used them. Under a
+      16-bit policy a ``GroupNormalization`` layer (instance and group norm)
+      also keeps a float32 copy of its input (Keras computes its statistics
+      in float32 to avoid overflow, and the backward pass needs that copy):
+      4 more bytes per input value, counted here too.
 
     It is a lower bound of what a framework really uses: the gradients with
     respect to the activations during the backward pass, convolution
@@ -523,6 +527,10 @@ def training_memory(model: keras.Model, batch_size: int = 1, *,
         dtype = "float32" if isinstance(layer, keras.layers.InputLayer) else layer.compute_dtype
         for tensor in keras.tree.flatten(layer.output):
             activations += math.prod(tensor.shape[1:]) * np.dtype(dtype).itemsize
+        if isinstance(layer, keras.layers.GroupNormalization) and dtype != "float32":
+            # Its input upcast to float32 (GroupNormalization._apply_normalization).
+            for tensor in keras.tree.flatten(layer.input):
+                activations += math.prod(tensor.shape[1:]) * 4
     activations *= batch_size
     out = {"weights": weights, "gradients": trainable, "optimizer": slots * trainable,
            "activations": activations}

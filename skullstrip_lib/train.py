@@ -61,6 +61,8 @@ __all__ = [
     "build_network",
     "check_device",
     "compile_for_training",
+    "computes_in_float32",
+    "epoch_steps",
     "export_run",
     "fit_batch_size",
     "gpu_free_bytes",
@@ -706,7 +708,8 @@ def precision_policy(name: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(before)
 
 
-def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = None):
+def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = None,
+                         steps_per_epoch: int | None = None):
     """Compile ``model`` the way :func:`train` fits: Adam, cosine decay, Dice and IoU.
 
     The learning rate starts at ``config.learning_rate`` and decays along a
@@ -721,6 +724,9 @@ def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = 
     loss : callable, optional
         Instead of ``config.loss`` (the book's ablation trains with the source
         article's focal loss).
+    steps_per_epoch : int, optional
+        The steps an epoch really takes, when not ``config.steps_per_epoch``
+        (a smaller batch than configured takes more: :func:`epoch_steps`).
 
     Returns
     -------
@@ -731,7 +737,7 @@ def compile_for_training(model, config: TrainConfig, *, loss: Callable | None = 
 
     from .losses import DiceScore, IoUScore, get_loss
 
-    total = config.epochs * config.steps_per_epoch
+    total = config.epochs * (steps_per_epoch or config.steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=loss if loss is not None else get_loss(config.loss),
@@ -751,8 +757,40 @@ def build_network(config: TrainConfig, *, block: Callable | None = None):
                       depth=config.depth, dropout=config.dropout, norm=config.norm, block=block)
 
 
-def _build_and_compile(config: TrainConfig):
-    return compile_for_training(build_network(config), config)
+def computes_in_float32(model) -> bool:
+    """Whether every layer of ``model`` computes in float32 (what ONNX export needs).
+
+    The model's own ``dtype_policy`` is no guide: a ``.keras`` checkpoint saved
+    under ``mixed_float16`` loads with a model-level policy that reads
+    ``float32`` while its layers still compute in float16.
+
+    Examples
+    --------
+    >>> import keras
+    >>> from skullstrip_lib.model import build_unet
+    >>> with precision_policy("mixed_float16"):
+    ...     mixed = build_unet((8, 8, 8, 1), base_filters=2, depth=1)
+    >>> computes_in_float32(mixed), computes_in_float32(build_unet((8, 8, 8, 1), depth=1))
+    (False, True)
+    """
+    return all(layer.compute_dtype == "float32" for layer in model.layers)
+
+
+def epoch_steps(config: TrainConfig, batch: int) -> int:
+    """Steps of an epoch at ``batch`` volumes a step: as many volumes as the configuration's.
+
+    ``config.steps_per_epoch`` steps of ``config.batch_size`` volumes make an
+    epoch. When the batch is smaller (chosen for the GPU's memory, or halved
+    after running out of it) an epoch takes more steps, so that it still sees
+    as many volumes (rounded up).
+
+    Examples
+    --------
+    >>> config = resolve_config("full")  # 16 steps of 4 volumes
+    >>> epoch_steps(config, 4), epoch_steps(config, 2), epoch_steps(config, 3)
+    (16, 32, 22)
+    """
+    return math.ceil(config.steps_per_epoch * config.batch_size / batch)
 
 
 def _read_config(run_dir: Path) -> TrainConfig:
@@ -788,7 +826,9 @@ def _training_data(tf_dir: Path, config: TrainConfig, batch: int):
         return make_dataset(tf_dir, "train", batch_size=batch, shuffle=True,
                             augment_config=config.augment, seed=config.seed, repeat=True)
 
-    return tf.data.Dataset.range(1).flat_map(fresh)
+    # Prefetched again outside flat_map, so that the next batches are ready while a step
+    # runs: on a GPU the augmentation on the CPU, not the network, paces training.
+    return tf.data.Dataset.range(1).flat_map(fresh).prefetch(tf.data.AUTOTUNE)
 
 
 def _validation_data(tf_dir: Path, replicas: int):
@@ -844,8 +884,11 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
     memory (``tf.errors.ResourceExhaustedError``) is retried at half the batch,
     with a new dataset and model from the same seed, continuing from the last
     finished epoch; below one volume per device it stops with a
-    :class:`~skullstrip_lib.errors.DeviceError`. The batch used, how it was
-    chosen, the retries and the devices are in ``summary.json``.
+    :class:`~skullstrip_lib.errors.DeviceError`. A batch smaller than
+    ``config.batch_size`` takes more steps an epoch (:func:`epoch_steps`), so
+    that an epoch sees as many volumes, and the learning-rate schedule spans
+    the run's real steps. The batch and steps used, how the batch was chosen,
+    the retries and the devices are in ``summary.json``.
 
     Parameters
     ----------
@@ -904,12 +947,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         while True:
             keras.utils.set_random_seed(config.seed)  # initialisation, dropout, data order
             with strategy.scope():
-                model = _build_and_compile(config)
-            if batch is None:
-                batch, choice = _choose_batch(config, model, devices, replicas)
+                model = build_network(config)
+                if batch is None:
+                    batch, choice = _choose_batch(config, model, devices, replicas)
+                # A smaller batch than configured takes more steps: the same volumes an epoch.
+                steps = epoch_steps(config, batch)
+                compile_for_training(model, config, steps_per_epoch=steps)
             train_ds = _training_data(tf_dir, config, batch)
             try:
-                model.fit(train_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
                           validation_data=val_ds, callbacks=[*_run_callbacks(run_dir), *callbacks],
                           verbose=2 if progress else 0)
                 break
@@ -921,8 +967,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                                       f"a device: free the device, use a smaller grid or fewer "
                                       f"base_filters") from None
                 print(f"out of memory at batch {batch}: retrying at batch {smaller} from the "
-                      f"last finished epoch ({done} of {config.epochs} done)")
-                retries.append({"batch_size": batch, "epochs_done": done})
+                      f"last finished epoch ({done} of {config.epochs} done), "
+                      f"{epoch_steps(config, smaller)} steps an epoch instead of {steps}")
+                retries.append({"batch_size": batch, "steps_per_epoch": steps,
+                                "epochs_done": done})
                 batch = smaller
             del model, train_ds  # free the failed attempt's memory before the next one
             gc.collect()
@@ -932,6 +980,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
                "devices": devices if replicas == len(devices) else
                list(strategy.extended.worker_devices),
                "replicas": replicas, "batch_size": batch, "batch_per_replica": batch // replicas,
+               "steps_per_epoch": steps, "volumes_per_epoch": steps * batch,
                "batch_choice": choice, "out_of_memory_retries": retries,
                "validation": validation, "data": str(tf_dir)}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
@@ -976,10 +1025,10 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         raise SkullstripError(f"{out_dir}: already holds a model (use overwrite)")
     config = _read_config(run_dir)
     model = keras.saving.load_model(run_dir / checkpoint, compile=False)
-    if model.dtype_policy.name != "float32":  # export in float32 whatever the training policy
-        weights = model.get_weights()
+    if not computes_in_float32(model):  # trained in mixed precision: export in float32
+        weights = model.get_weights()  # float32 master weights (Keras keeps them so)
         with precision_policy("float32"):
-            model = _build_and_compile(config)
+            model = build_network(config)
         model.set_weights(weights)
     log = pd.read_csv(run_dir / "log.csv") if (run_dir / "log.csv").exists() else None
     best = (log.loc[log["val_dice"].idxmax()].to_dict()

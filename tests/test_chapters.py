@@ -144,3 +144,60 @@ def test_colab_edition_is_up_to_date(tmp_path):
             if cell.cell_type == "code":  # what Colab runs still parses (magics aside)
                 compile("\n".join("" if line.lstrip().startswith(("%", "!")) else line
                                    for line in _source(cell).splitlines()), path.name, "exec")
+
+
+def _colab_setup_cell(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return next(_source(c) for c in nb.cells if c.cell_type == "code" and "google.colab" in
+                _source(c))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_colab_setup_installs_the_books_release_keeping_colabs_packages(path, monkeypatch,
+                                                                        capsys):
+    """The set-up cell as it runs on Colab, with pip stood in for (issue 17, item 2)."""
+    import json
+    import subprocess
+    import sys
+    import types
+    from importlib import metadata
+
+    from skullstrip_lib import __version__
+
+    source = _colab_setup_cell(path)
+    assert re.search(r"^keep_on_drive = True  # @param", source, re.M)  # on by default
+    assert f'RELEASE = "{__version__}"' in source  # the release this book was built with
+    source = source.replace("keep_on_drive = True", "keep_on_drive = False")
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    calls, replaced = [], {}
+
+    def pip(cmd, **kwargs):
+        calls.append(cmd)
+        report = cmd[cmd.index("--report") + 1]
+        Path(report).write_text(json.dumps({"install": [
+            {"metadata": {"name": n, "version": v}} for n, v in replaced.items()]}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    exec(compile(source, path.name, "exec"), {})
+    (cmd,) = calls
+    assert cmd[:4] == [sys.executable, "-m", "pip", "install"] and "-q" not in cmd
+    assert cmd[-1] == ("skullstrip-lib[train] @ git+https://github.com/skullstrip/skullstrip"
+                       f"@v{__version__}")
+    held = Path(cmd[cmd.index("--constraint") + 1]).read_text().splitlines()
+    for name in ("tensorflow", "numpy", "protobuf", "pandas"):
+        assert f"{name}=={metadata.version(name)}" in held
+    assert not any(line.startswith("keras==") for line in held)  # 3.11 fixes a CVE
+    out = capsys.readouterr().out
+    assert "Colab's packages replaced: none" in out and "RESTART" not in out
+    # pip replaced keras (not imported yet) and numpy (imported): a restart is needed.
+    replaced.update({"keras": "99.0", "numpy": "99.0", "skullstrip-lib": __version__})
+    exec(compile(source, path.name, "exec"), {})
+    out = capsys.readouterr().out
+    assert f"keras {metadata.version('keras')} -> 99.0" in out
+    (line,) = [line for line in out.splitlines() if line.startswith("RESTART NEEDED")]
+    assert "imported" in line and "numpy" in line and "Runtime > Restart session" in line
+    # pip fails: the cell stops, pointing at pip's own message (not hidden by -q).
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(RuntimeError, match="pip could not install skullstrip-lib: its message"):
+        exec(compile(source, path.name, "exec"), {})

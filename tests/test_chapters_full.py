@@ -70,11 +70,45 @@ def test_every_chapter_runs_in_the_full_profile(tmp_path, server, monkeypatch):
         text = json.dumps([c.get("outputs", []) for c in executed.cells])
         assert "profile: full" in text, f"{path.name} did not run in the full profile"
     # Chapter 7 trained on the stand-in; chapters 8-10 used that run, not the bundled model.
-    runs = sorted((tmp_path / "data" / "runs").glob("ch07-full-*"))
-    assert runs and (runs[-1] / "export" / "model.onnx").is_file()
+    run = tmp_path / "data" / "runs" / "ch07-full"  # chapter 7's stable run folder
+    assert (run / "export" / "model.onnx").is_file()
     for stem in ("08_evaluation", "09_stripping_a_new_scan", "10_data_drift",
                  "11_classical_baseline"):
         text = (tmp_path / "executed" / f"{stem}.ipynb").read_text()
-        assert "ch07-full-" in text, f"{stem} did not use chapter 7's run"
+        assert "runs/ch07-full" in text, f"{stem} did not use chapter 7's run"
     print("\nfull-profile run times on the stand-in (s):", json.dumps(seconds, indent=1))
     (tmp_path / "seconds.json").write_text(json.dumps(seconds))
+
+
+@pytest.mark.notebook
+def _gpus() -> list:
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
+@pytest.mark.skipif(bool(_gpus()), reason="checks the stop on a machine without a GPU")
+def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monkeypatch):
+    """Chapter 7's Colab edition, full profile, no GPU, allow_cpu off (issue 17, item 3).
+
+    It must stop at the device check, in one line, before a byte of NFBS is fetched.
+    """
+    import papermill
+
+    body = b"not fetched" * 1000
+    url = server.serve("/NFBS_Dataset.tar.gz", body)
+    monkeypatch.setenv("SKULLSTRIP_NFBS_URL", url)
+    monkeypatch.setenv("SKULLSTRIP_NFBS_HASH", f"md5:{hashlib.md5(body).hexdigest()}")
+    monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    path = ROOT / "colab" / "07_training.ipynb"
+    out = tmp_path / path.name
+    with pytest.raises(papermill.PapermillExecutionError) as stop:
+        papermill.execute_notebook(path, out, parameters={"profile": "full", "allow_cpu": False},
+                                   cwd=str(tmp_path), kernel_name="python3",
+                                   execution_timeout=600, progress_bar=False, log_output=False)
+    assert stop.value.ename == "DeviceError"
+    assert stop.value.evalue.startswith("no GPU: the full profile needs one (on Colab: Runtime > "
+                                        "Change runtime type > GPU)")
+    assert server.requests == []  # nothing was downloaded, not even asked for
+    assert not (tmp_path / "data" / "NFBS_Dataset").exists()

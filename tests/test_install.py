@@ -6,6 +6,9 @@ extras. It must lack TensorFlow, Keras, TensorBoard and the ONNX exporters,
 yet synthesise a head and skull-strip it with the bundled ONNX model; the
 commands that need the ``[train]`` extra must say so in one line.
 
+The ``[train]`` extra on Colab is checked here too, by pip's resolver alone
+(``pip install --dry-run``) against a copy of a Colab runtime's packages.
+
 One test, not several: under pytest-xdist each worker would build its own
 environment. pip's cache is used, so a second run downloads nothing (the first
 fetches about 200 MB of wheels).
@@ -13,7 +16,9 @@ fetches about 200 MB of wheels).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,3 +119,94 @@ def test_base_install_predicts_without_tensorflow(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("skullstrip predict: error: "), res.stderr
     assert "skullstrip-lib[train]" in lines[0]
+
+
+# --------------------------------------------------------------------------- Colab
+COLAB_CONSTRAINTS = REPO / "constraints" / "colab-2025.10.txt"
+"""Colab's runtime the [train] extra is checked against (its pip freeze; README, "Colab")."""
+KEPT = ("tensorflow", "numpy", "protobuf", "pandas", "ml-dtypes", "tf-keras", "jax", "jaxlib",
+        "tensorboard", "grpcio")
+"""Colab packages the install must leave as they are (others may only be added)."""
+MAY_UPGRADE = {"keras"}  # keras>=3.11 fixes CVE-2025-9906; Colab 2025.10 has 3.10.0
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _colab() -> dict[str, str]:
+    pins = {}
+    for line in COLAB_CONSTRAINTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            pins[_norm(name)] = version
+    return pins
+
+
+def _dry_run(python: Path, tmp_path: Path, name: str, *args,
+             env_path: Path | None = None) -> dict:
+    """``pip install --dry-run --report`` of ``.[train]`` for Python 3.12 (Colab's), as JSON."""
+    report = tmp_path / f"{name}.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    if env_path is not None:
+        env["PYTHONPATH"] = str(env_path)  # "installed" packages pip sees
+    cmd = [str(python), "-m", "pip", "install", "--dry-run", "--quiet",
+           "--disable-pip-version-check", "--report", str(report), "--python-version", "3.12",
+           "--implementation", "cp", "--only-binary=:all:", *args, f"{REPO}[train]"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    if res.returncode and any(s in res.stderr for s in ("NewConnectionError", "ConnectTimeout",
+                                                         "Network is unreachable")):
+        pytest.skip(f"PyPI not reachable: {res.stderr.strip().splitlines()[-1]}")
+    assert res.returncode == 0, res.stderr[-4000:]
+    return {_norm(i["metadata"]["name"]): i["metadata"] for i in
+            json.loads(report.read_text())["install"]}
+
+
+@pytest.mark.slow
+def test_train_extra_keeps_colabs_tensorflow_numpy_and_protobuf(tmp_path):
+    """``pip install skullstrip-lib[train]`` on Colab's runtime (issue 17, item 2).
+
+    1. With Colab's packages as constraints (keras free): the extra resolves,
+       so versions of every dependency exist that leave Colab's stack alone.
+       This is what the chapters' set-up cell asks pip for.
+    2. A plain install, as a student would type it: pip sees Colab's packages
+       as installed (their metadata, with the dependencies pip read in 1, in a
+       folder on PYTHONPATH) and, free to upgrade them, must still keep
+       TensorFlow, numpy, protobuf and the rest of :data:`KEPT`: the bounds in
+       pyproject.toml steer it away from the releases that would drag them.
+    """
+    # A pip that resolves for another Python with --dry-run (24 or later), in its own venv.
+    venv = tmp_path / "pip-venv"
+    res = _run(sys.executable, "-m", "venv", venv, timeout=300)
+    assert res.returncode == 0, res.stderr
+    python = venv / "bin" / "python"
+    res = _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "pip>=24.1", timeout=600)
+    if res.returncode and "NewConnectionError" in res.stderr:
+        pytest.skip("PyPI not reachable")
+    assert res.returncode == 0, res.stderr[-3000:]
+    colab = _colab()
+    held = tmp_path / "colab-but-keras.txt"
+    held.write_text("".join(f"{n}=={v}\n" for n, v in colab.items() if n not in MAY_UPGRADE))
+    resolved = _dry_run(python, tmp_path, "constrained", "--ignore-installed", "--constraint", held)
+    for name in ("tensorflow", "numpy", "protobuf"):
+        assert resolved[name]["version"] == colab[name]
+    assert int(resolved["keras"]["version"].split(".")[1]) >= 11  # the CVE fix
+
+    site = tmp_path / "colab-site"  # Colab's packages as pip sees installed ones
+    for name, version in colab.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        meta = resolved.get(name) if name not in MAY_UPGRADE else None
+        lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+        if meta is not None and meta["version"] == version:
+            lines += [f"Requires-Dist: {r}" for r in meta.get("requires_dist", [])]
+            lines += [f"Provides-Extra: {e}" for e in meta.get("provides_extra", [])]
+        (info / "METADATA").write_text("\n".join(lines) + "\n")
+        (info / "INSTALLER").write_text("pip\n")
+    plain = _dry_run(python, tmp_path, "plain", env_path=site)
+    replaced = {n: (colab[n], m["version"]) for n, m in plain.items() if n in colab}
+    assert set(replaced) <= MAY_UPGRADE, f"Colab packages pip would replace: {replaced}"
+    for name in KEPT:
+        assert name not in plain
+    assert "skullstrip-lib" in plain and "tf2onnx" in plain  # the extra itself is installed

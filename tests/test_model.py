@@ -226,3 +226,22 @@ def test_training_memory_by_hand():
     assert training_memory(mixed)["weights"] == 4 * params  # float32 master weights
 
 
+def test_training_memory_counts_group_norms_float32_copies():
+    from skullstrip_lib.model import training_memory
+
+    # With instance norm, conv1 and conv2 are each followed by a norm (2 ch): 8 layers of
+    # 2 channels between the input (1 ch) and the mask (1 ch).
+    def net():
+        return build_unet((8, 8, 8, 1), base_filters=2, depth=1, dropout=0.0, norm="instance")
+
+    assert training_memory(net())["activations"] == 512 * 4 * (1 + 8 * 2 + 1)
+    try:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        mixed = net()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    # Under mixed_float16 the outputs take 2 bytes, and each of the two norms also keeps its
+    # 2-channel input as float32 (4 bytes): Keras upcasts it to compute the statistics.
+    assert training_memory(mixed)["activations"] == 512 * (4 + 8 * 2 * 2 + 2 * 2 * 4 + 4)
+
+

@@ -170,6 +170,49 @@ def test_export_refuses_to_overwrite(tmp_path, data_dir):
         export_run(run, overwrite=False)
 
 
+@pytest.mark.slow
+def test_mixed_precision_checkpoint_exports_in_float32(tmp_path):
+    """A run trained on a GPU (mixed_float16) exports, and agrees with the float32 network.
+
+    Fitting in mixed precision fails on a CPU (float16 pooling), but saving and
+    exporting do not need a fit: the full-profile network built under the
+    policy, saved as a run's best.keras, is what a GPU run leaves behind.
+    """
+    import keras
+    import onnxruntime as ort
+
+    from skullstrip_lib.train import build_network, computes_in_float32, precision_policy
+
+    config = resolve_config("full")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    keras.utils.set_random_seed(3)
+    with precision_policy("mixed_float16"):
+        mixed = build_network(config)
+    mixed.save(run / "best.keras")
+    loaded = keras.saving.load_model(run / "best.keras", compile=False)
+    # The checkpoint's layers still compute in float16 (whatever its model-level policy says).
+    assert loaded.get_layer("enc0_conv1").compute_dtype == "float16"
+    assert not computes_in_float32(loaded)
+
+    out = export_run(run)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["network"]["base_filters"] == 16 and meta["network"]["depth"] == 4
+    with precision_policy("float32"):
+        reference = build_network(config)
+    reference.set_weights(mixed.get_weights())
+    x = np.random.default_rng(0).standard_normal((1, 96, 128, 160, 1)).astype(np.float32)
+    expected = np.asarray(reference(x, training=False))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert got.shape == expected.shape == (1, 96, 128, 160, 1)
+    # Norm layers' float32 averages over 10^5-10^6 voxels differ by ~1e-3 between the runtimes.
+    assert np.max(np.abs(got - expected)) < 1e-2
+    assert np.mean((got > 0.5) == (expected > 0.5)) > 0.999  # the masks agree
+
+
 # --------------------------------------------------------------------------- failing early
 def _no_gpu() -> bool:
     import tensorflow as tf
@@ -300,6 +343,24 @@ def out_of_memory_once(epoch: int):
     return OutOfMemoryOnce()
 
 
+def steps_seen():
+    """A callback counting each epoch's finished steps (of the attempt that finished it)."""
+    import keras
+
+    class StepsSeen(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.steps = {}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.steps[epoch] = epoch, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps[self.epoch] += 1
+
+    return StepsSeen()
+
+
 def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, monkeypatch,
                                                             capsys):
     """The full profile's path, rehearsed on the CPU with small settings and allow_cpu."""
@@ -311,21 +372,52 @@ def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, 
     free = MEMORY_MARGIN * (memory["total"] + 1.5 * per_volume)  # room for 2.5 volumes
     monkeypatch.setattr(train_module, "_device_free_bytes", lambda devices: (int(free), ""))
     oom = out_of_memory_once(epoch=1)
-    run = train(config, tmp_path / "run", progress=False, callbacks=[oom], allow_cpu=True)
+    seen = steps_seen()
+    run = train(config, tmp_path / "run", progress=False, callbacks=[oom, seen], allow_cpu=True)
     out = capsys.readouterr().out
     assert "batch 2 (at most 4): " in out and f"(estimate x {MEMORY_MARGIN:g})" in out
     assert ("out of memory at batch 2: retrying at batch 1 from the last finished epoch "
-            "(1 of 3 done)") in out
+            "(1 of 3 done), 8 steps an epoch instead of 4") in out
     assert oom.raised == 1
     log = pd.read_csv(run / "log.csv")
     assert list(log["epoch"]) == [0, 1, 2]  # epoch 0 was not redone
+    # 2 steps of 4 volumes configured: every epoch sees 8 volumes, 4 steps at batch 2, then
+    # 8 at batch 1.
+    assert seen.steps == {0: 4, 1: 8, 2: 8}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["batch_size"] == 1 and summary["replicas"] == 1
+    assert summary["steps_per_epoch"] == 8 and summary["volumes_per_epoch"] == 8
     assert summary["batch_choice"]["chosen_by"] == "gpu memory"
     assert summary["batch_choice"]["configured"] == 4
     assert summary["batch_choice"]["per_volume_bytes"] == per_volume
-    assert summary["out_of_memory_retries"] == [{"batch_size": 2, "epochs_done": 1}]
+    assert summary["out_of_memory_retries"] == [
+        {"batch_size": 2, "steps_per_epoch": 4, "epochs_done": 1}]
     assert (run / "export" / "model.onnx").exists() and not (run / "backup").exists()
+
+
+def test_batch_for_a_t4_counts_group_norms_float32_copies():
+    """The full network in mixed precision on a T4: batch 3, not 4 (issue 17).
+
+    Under mixed_float16 each instance norm keeps a float32 copy of its input;
+    without them the estimate was 1.77 GB a volume and batch 4 seemed to fit a
+    T4's 15,360 MiB with 0.3 GB to spare.
+    """
+    from skullstrip_lib.model import training_memory
+    from skullstrip_lib.train import build_network, precision_policy
+
+    config = resolve_config("full")
+    with precision_policy("mixed_float16"):
+        mixed = build_network(config)
+    memory = training_memory(mixed, 1)
+    per_volume, fixed = memory["activations"], memory["total"] - memory["activations"]
+    copies = sum(4 * int(np.prod(layer.input.shape[1:])) for layer in mixed.layers
+                 if layer.name.split("_")[-1].startswith("norm"))
+    assert copies > 0.6e9  # 18 norm layers
+    assert 0.35 < copies / (per_volume - copies) < 0.4  # +38 % over the float16 outputs
+    t4_free = gpu_free_bytes(15360 * 2**20, 0, 0)  # nvidia-smi's total, before TensorFlow
+    assert fit_batch_size(t4_free, per_volume, cap=4, fixed_bytes=fixed) == 3
+    assert fit_batch_size(t4_free, per_volume - copies, cap=4, fixed_bytes=fixed) == 4
+    assert train_module.epoch_steps(config, 3) == 22  # 64 volumes an epoch at batch 4: 66
 
 
 def test_out_of_memory_at_batch_one_stops(tmp_path, data_dir):

@@ -182,15 +182,14 @@ def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: 
         from ..datasets import get_data_dir
 
         runs = get_data_dir(data_dir) / "runs"
-        # runs/full if it exists, else chapter 7's newest run (runs/ch07-full-*).
-        found = [runs / "full", *sorted(runs.glob("ch07-full-*"),
-                                       key=lambda p: p.stat().st_mtime, reverse=True)]
+        # runs/full if it exists, else chapter 7's run (runs/ch07-full; runs/ch07-full-* from
+        # earlier editions of the book, newest first).
+        found = [runs / "full", runs / "ch07-full",
+                 *sorted(runs.glob("ch07-full-*"), key=lambda p: p.stat().st_mtime,
+                         reverse=True)]
         model = next((run for run in found if (run / "export" / MODEL_FILE).is_file()), None)
         if model is None:
-            raise MissingFileError(
-                f"{runs}: no model trained on NFBS here: run chapter 7 in the full profile "
-                "first (its run lands in runs/ch07-full-*), or pass model=<a model folder, "
-                "file or run> (model=\"default\" is the bundled synthetic-head model)")
+            raise MissingFileError(f"{runs}: {no_model_message(runs)}")
     elif model is None:
         model = "default"
     path = Path(model)
@@ -198,6 +197,33 @@ def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: 
         path = path / "export"  # a training run: its exported model
         model = path
     return load_model(model)
+
+
+def no_model_message(runs: Path) -> str:
+    """What to do when a full-profile chapter finds no NFBS-trained run in ``runs``.
+
+    On Colab every chapter runs on a fresh machine, so chapter 7's run reaches
+    chapters 8-10 only through Google Drive: the message says so when this
+    session's data folder is not there.
+
+    Examples
+    --------
+    >>> print(no_model_message(Path("/data/runs")))  # doctest: +NORMALIZE_WHITESPACE
+    no model trained on NFBS here: run chapter 7 in the full profile first (its run lands in
+    /data/runs/ch07-full), or pass model=<a model folder, file or run> (model="default" is the
+    bundled synthetic-head model)
+    """
+    message = (f"no model trained on NFBS here: run chapter 7 in the full profile first (its run "
+               f"lands in {runs / 'ch07-full'}), or pass model=<a model folder, file or run> "
+               f"(model=\"default\" is the bundled synthetic-head model)")
+    if in_colab() and not str(runs).startswith("/content/drive/"):
+        message += (". On Colab each chapter starts on a fresh machine: tick keep_on_drive in the "
+                    "set-up cell of chapter 7 and of this chapter, so that chapter 7's run is kept "
+                    "on Google Drive and found here, then run chapter 7 (about an hour on a T4)")
+    elif in_colab():
+        message += (". The data folder is on Google Drive: open chapter 7 from its badge, keep "
+                    "keep_on_drive ticked, and run it to the end (about an hour on a T4)")
+    return message
 
 
 def keep_data_on_drive(folder: str = "skullstrip_data", *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import needs_default
 
@@ -63,7 +65,10 @@ def test_resolve_model_uses_the_nfbs_run_or_stops(tmp_path):
     with pytest.raises(MissingFileError, match="run chapter 7 in the full profile"):
         notebook.resolve_model(None, "full", data_dir=tmp_path)
     assert notebook.resolve_model("default", "full", data_dir=tmp_path).name == "default"
-    chapter7 = tmp_path / "runs" / "ch07-full-x1y2" / "export"
+    older = tmp_path / "runs" / "ch07-full-x1y2" / "export"  # an earlier edition's run folder
+    shutil.copytree(inference.bundled_models()["default"], older)
+    assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(older)
+    chapter7 = tmp_path / "runs" / "ch07-full" / "export"  # chapter 7's stable run folder
     shutil.copytree(inference.bundled_models()["default"], chapter7)
     assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(chapter7)
     assert notebook.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
@@ -74,6 +79,33 @@ def test_resolve_model_uses_the_nfbs_run_or_stops(tmp_path):
     assert notebook.resolve_model(tmp_path / "runs" / "full").name == str(export)
     model = inference.load_model("default")
     assert notebook.resolve_model(model, "full", data_dir=tmp_path) is model
+
+
+def test_no_model_stop_says_what_to_do(tmp_path, monkeypatch):
+    """Chapters 8-10 in the full profile before chapter 7 has run (issue 17, item 4)."""
+    import sys
+    import types
+
+    runs = tmp_path / "runs"
+    with pytest.raises(MissingFileError) as stop:
+        notebook.resolve_model(None, "full", data_dir=tmp_path)
+    assert str(stop.value) == (
+        f"{runs}: no model trained on NFBS here: run chapter 7 in the full profile first (its "
+        f"run lands in {runs / 'ch07-full'}), or pass model=<a model folder, file or run> "
+        '(model="default" is the bundled synthetic-head model)')
+    # On Colab, with the data folder on the machine's own disk: chapter 7's run cannot be here.
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.raises(MissingFileError) as stop:
+        notebook.resolve_model(None, "full", data_dir=tmp_path)
+    assert str(stop.value).endswith(
+        ". On Colab each chapter starts on a fresh machine: tick keep_on_drive in the set-up "
+        "cell of chapter 7 and of this chapter, so that chapter 7's run is kept on Google Drive "
+        "and found here, then run chapter 7 (about an hour on a T4)")
+    # On Drive already: chapter 7 has not been run (to its end) with keep_on_drive.
+    message = notebook.no_model_message(Path("/content/drive/MyDrive/skullstrip_data/runs"))
+    assert message.endswith(". The data folder is on Google Drive: open chapter 7 from its "
+                            "badge, keep keep_on_drive ticked, and run it to the end (about an "
+                            "hour on a T4)")
 
 
 def test_keep_data_on_drive(tmp_path, monkeypatch):
