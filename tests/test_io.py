@@ -319,7 +319,7 @@ def test_atomic_write_text_replaces_and_leaves_no_temporary(tmp_path):
     assert p.stat().st_mode & 0o044  # readable by others, like any file (not mkstemp's 0600)
 
 
-# ------------------------------------------------- hostile headers: refused before any voxel is read
+# ---------------------------------------- hostile headers: refused before any voxel is read
 def gzip_bomb(path, shape, dtype=np.uint8, *, data_bytes=None, vox_offset=None):
     """A .nii.gz whose header declares ``shape`` of ``dtype`` followed by zeros, written in
     1 MiB pieces so that the test itself never holds them (``data_bytes`` of them: by
@@ -370,9 +370,10 @@ def test_declared_size_beyond_the_limit_is_refused_before_reading(tmp_path):
     assert MAX_VOXELS == 512**3
     # The same refusal costs no memory: measured in a fresh process (a Python with numpy
     # and nibabel is about 100 MiB; reading the bomb would be 1 GiB, then 4 GiB as float32).
-    peak, err = run_measured(
+    peak, said = run_measured(
         "from skullstrip_lib.io import load_scan\n"
         f"try:\n    load_scan({str(bomb)!r})\nexcept ValueError as e:\n    print(e)")
+    assert "more than the 134,217,728 accepted" in said
     assert peak < 400, f"{peak} MiB"
     # The limit is a setting: raised, the header passes and the data are read (a small one).
     small = gzip_bomb(tmp_path / "small.nii.gz", (8, 8, 8))
