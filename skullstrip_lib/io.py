@@ -71,6 +71,7 @@ __all__ = [
     "atomic_save",
     "atomic_write_text",
     "background_level",
+    "check_keras_file",
     "check_mask",
     "current_voxel_limit",
     "from_plain",
@@ -561,6 +562,42 @@ def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,
         background=background,
         n_nonfinite=n_bad,
     )
+
+
+def check_keras_file(path: str | os.PathLike) -> Path:
+    """Check that a file is a Keras 3 model file before Keras reads it; return its path.
+
+    A ``.keras`` file is a zip archive holding ``config.json`` (the
+    architecture) and the weights. Keras' own message for anything else is
+    "File not found", even for a file that is there; this says what is wrong.
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    InvalidInputError
+        A folder, unreadable, not a zip archive, or a zip without ``config.json``.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: file not found")
+    if path.is_dir():
+        raise InvalidInputError(path, "is a folder, not a Keras model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except PermissionError:
+        raise InvalidInputError(path, "permission denied (this user cannot read it)") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise InvalidInputError(path, "not a Keras model file (a .keras file is a zip "
+                                      "archive; this is not one: damaged, or another kind of "
+                                      "file)") from None
+    if "config.json" not in names:
+        raise InvalidInputError(path, "not a Keras model file (a zip archive, but without the "
+                                      "config.json a .keras file holds)")
+    return path
 
 
 def check_mask(mask: Scan, scan: Scan, *, atol_mm: float = 1e-3) -> np.ndarray:

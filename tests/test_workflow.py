@@ -73,7 +73,9 @@ class _FakeWorkflow:
     def __init__(self, todo, calls, threads):
         self.todo, self.calls, self.threads = todo, calls, threads
 
-    def run(self, plugin, plugin_args):
+    def run(self, plugin, plugin_args=None):
+        if not isinstance(plugin, str):  # a plugin object, as nipype's Workflow.run takes it
+            plugin, plugin_args = type(plugin).__name__.removesuffix("Plugin"), plugin.plugin_args
         self.calls.append((plugin, plugin_args.get("n_procs"), self.threads))
         nodes = [SimpleNamespace(name=f"preprocess{i}", result=SimpleNamespace(
                      outputs=SimpleNamespace(result=json.dumps(
