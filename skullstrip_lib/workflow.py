@@ -162,12 +162,15 @@ def _end_workers(pool=None, grace_s: float = 5.0) -> None:
 
 def _remove_temporaries(out_dir: Path, subjects: list[str]) -> None:
     """Remove the hidden temporaries (:func:`skullstrip_lib.io.atomic_path`) that workers
-    ended mid-write left in these subjects' folders; finished files are untouched."""
+    ended mid-write left in these subjects' folders, and the folders left empty; finished
+    files are untouched (a subject is complete once its JSON is written, last)."""
     for subject in subjects:
         folder = out_dir / subject
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp*"):
                 tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder made for a write that never was
+                folder.rmdir()
 
 
 def default_workers() -> int:
