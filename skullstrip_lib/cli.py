@@ -498,16 +498,21 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
     try:
+        if str(getattr(args, "model", "")).endswith(".keras"):  # predict, evaluate
+            require_train_extra()
+            _import_tensorflow_quietly()
         with voxel_limit(args.max_voxels):
             return int(args.func(args) or 0)
     except Interrupted as exc:  # preprocess: cleaned up, and says what it kept
         return fail(f"interrupted: {exc}", 128 + exc.signum)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
-    except MemoryError as exc:  # numpy's says how much it could not allocate
-        detail = str(exc).strip()
-        return fail(f"error: out of memory{f' ({detail})' if detail else ''}: free memory, or "
-                    "give it smaller inputs (see --max-voxels)")
+    except MemoryError as exc:  # load_scan's names the scan; numpy's says how much it wanted
+        detail = _first_line(exc) if str(exc).strip() else ""
+        if "out of memory" not in detail:
+            detail = f"out of memory ({detail})" if detail else "out of memory"
+        return fail(f"error: {detail}; free memory, or give it smaller inputs (see "
+                    "--max-voxels)")
     except (SkullstripError, OSError, ValueError) as exc:
         message = _first_line(exc)
         if isinstance(exc, OSError) and not isinstance(exc, SkullstripError) and exc.filename:

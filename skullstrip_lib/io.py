@@ -398,7 +398,11 @@ def _read_ras(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int],
         else:  # MINC's proxy scales as it reads
             raw = np.asanyarray(proxy).reshape(shape)
             slope, inter = 1.0, 0.0
-    except (OSError, EOFError, zlib.error, ValueError, KeyError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:  # mapping the file failed: memory, not corruption
+            raise MemoryError(str(exc)) from None
+        raise InvalidInputError(path, f"truncated or corrupt image data ({exc})") from None
+    except (EOFError, zlib.error, ValueError, KeyError) as exc:
         raise InvalidInputError(path, f"truncated or corrupt image data ({exc})") from None
     if raw.dtype.kind not in "biuf":
         raise InvalidInputError(path, f"voxels of type {raw.dtype} are not intensities")
@@ -531,7 +535,11 @@ def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,
     img = _read_image(path, max_voxels)
     shape = _shape_3d(img, path)
     _check_affine(img.affine, path)
-    data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path, keep_dtype)
+    try:
+        data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path, keep_dtype)
+    except MemoryError as exc:  # within the voxel limit, but not this machine's memory
+        raise MemoryError(f"{path}: out of memory reading its {math.prod(shape):,} voxels "
+                          f"({' '.join(str(exc).split()) or 'MemoryError'})") from None
     n_bad, finite = 0, None
     if maybe_nonfinite:
         finite = np.isfinite(data)
