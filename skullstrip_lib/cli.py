@@ -3,19 +3,26 @@
 Each subcommand is a thin layer over a library function: parse arguments,
 call it, print a short summary. Errors a user can cause are printed as one
 line (``skullstrip <command>: error: <file>: <problem>``) with exit status 1;
-argument errors exit with status 2. Heavy libraries are imported inside the
-subcommands so that ``skullstrip --help`` answers at once.
+argument errors exit with status 2; an interruption (Ctrl-C, SIGTERM in
+``preprocess``) is one line too, with status 128 + the signal's number. Any
+other exception is a bug and shows its traceback; ``skullstrip --traceback
+COMMAND`` shows it for the one-line errors too (for a bug report). Heavy
+libraries are imported inside the subcommands so that ``skullstrip --help``
+answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import SkullstripError, missing_extra, require_train_extra
+from .errors import Interrupted, SkullstripError, missing_extra, require_train_extra
 
 __all__ = ["build_parser", "main"]
 
@@ -29,6 +36,41 @@ def _positive_int(text: str) -> int:
 
 def _hash_arg(text: str) -> str | None:
     return None if text.lower() == "none" else text
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with their start-up lines muted: the one place this is done.
+
+    As it loads and first looks for GPUs, TensorFlow's C++ side writes half a
+    dozen lines to stderr (oneDNN, CUDA drivers, CPU instructions, absl's
+    "before InitializeLog"), before Python's logging can be configured and
+    whatever ``TF_CPP_MIN_LOG_LEVEL`` says (TensorFlow 2.21). They would precede
+    every one-line error of ``train`` and ``export``. So the stderr file
+    descriptor points at a temporary file while TensorFlow loads; if the import
+    fails, what it wrote is shown, so that no real error is hidden. Later C++
+    log lines below warnings are off (``TF_CPP_MIN_LOG_LEVEL=2``, unless set).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                import keras  # noqa: F401
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # CUDA's start-up lines come with the first look
+            except BaseException:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+                raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # --------------------------------------------------------------------------- fetch
@@ -146,6 +188,9 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
     require_train_extra()  # before the run folder and minutes of data preparation
+    if args.data is not None and not Path(args.data).exists():  # before TensorFlow loads
+        raise SkullstripError(f"{args.data}: no such index file or data folder")
+    _import_tensorflow_quietly()
     from .train import resolve_config, train
 
     config = resolve_config(args.profile, data=args.data, epochs=args.epochs,
@@ -160,18 +205,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     require_train_extra()  # Keras' exporter turns a missing tf2onnx into a plain ImportError
+    if not Path(args.run).is_dir():  # before TensorFlow loads
+        raise SkullstripError(f"{args.run}: no such training run folder")
+    _import_tensorflow_quietly()
     from .train import export_run
 
     out = export_run(args.run, args.output, checkpoint=args.checkpoint,
                      overwrite=args.overwrite, tta=args.tta)
     print(f"{out}: model.onnx, model.json")
     if args.calibrate:
-        import yaml
-
         from .evaluate import calibrate_threshold
-        from .train import TrainConfig, training_index
+        from .train import read_config, training_index
 
-        config = TrainConfig.from_dict(yaml.safe_load((Path(args.run) / "config.yaml").read_text()))
+        config = read_config(Path(args.run) / "config.yaml")
         threshold, table = calibrate_threshold(out, training_index(config, progress=False),
                                                split="val", write=True, progress=not args.quiet)
         print(table.round(4).to_string(index=False))
@@ -233,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
     from .datasets import SPLITS
     from .inference import BRAIN_VOLUME_ML, TTA_MODES
+    from .io import MAX_VOXELS
     from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
     from .synth import CONTRASTS, NFBS_SHAPE
     from .train import CHECKPOINTS, TRAINING_PROFILES
@@ -243,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Run 'skullstrip COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--max-voxels", type=_positive_int, default=MAX_VOXELS, metavar="N",
+                        help="refuse scans whose header declares more voxels than this, before "
+                             f"reading them (default {MAX_VOXELS:,}, a 512x512x512 grid)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="print the Python traceback of an error, not just its one line "
+                             "(for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("fetch", help="download and extract the NFBS data set",
@@ -419,27 +472,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    What a user can cause ends in one line on stderr and a non-zero status:
+    :class:`~skullstrip_lib.errors.SkullstripError`, ``OSError`` (named by its
+    file), ``ValueError``, ``MemoryError``, a missing optional dependency, and an
+    interruption. Anything else is a bug: its traceback is shown. With
+    ``--traceback`` the one-line errors show theirs too.
+    """
+    from .io import voxel_limit
+
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def fail(line: str, status: int = 1) -> int:
+        if args.traceback:
+            traceback.print_exc()
+        print(f"skullstrip {args.command}: {line}", file=sys.stderr)
+        return status
+
     try:
-        return int(args.func(args) or 0)
+        if str(getattr(args, "model", "")).endswith(".keras"):  # predict, evaluate
+            require_train_extra()
+            _import_tensorflow_quietly()
+        with voxel_limit(args.max_voxels):
+            return int(args.func(args) or 0)
+    except Interrupted as exc:  # preprocess: cleaned up, and says what it kept
+        return fail(f"interrupted: {exc}", 128 + exc.signum)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except MemoryError as exc:  # load_scan's names the scan; numpy's says how much it wanted
+        detail = _first_line(exc) if str(exc).strip() else ""
+        if "out of memory" not in detail:
+            detail = f"out of memory ({detail})" if detail else "out of memory"
+        return fail(f"error: {detail}; free memory, or give it smaller inputs (see "
+                    "--max-voxels)")
     except (SkullstripError, OSError, ValueError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = _first_line(exc)
         if isinstance(exc, OSError) and not isinstance(exc, SkullstripError) and exc.filename:
             message = f"{exc.filename}: {exc.strerror}"
-        print(f"skullstrip {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return fail(f"error: {message}")
     except ModuleNotFoundError as exc:  # TensorFlow/Keras (a .keras model) without [train]
         error = missing_extra(exc)
         if error is None:
             raise
-        print(f"skullstrip {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"skullstrip {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return fail(f"error: {error}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,7 +45,7 @@ from .errors import (
     MissingFileError,
     OutputExistsError,
 )
-from .io import atomic_path, atomic_write_text
+from .io import MAX_HEADER_BYTES, atomic_path, atomic_write_text, current_voxel_limit
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it (a fast --help)
     import pandas as pd
@@ -99,6 +99,11 @@ _FILE_RE = re.compile(
     r"(?P<suffix>_brainmask|_brain)?\.nii\.gz$"
 )
 _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+MAX_MEMBER_BYTES = 256 * 2**20
+"""The largest archive member extracted, in bytes (checked on its tar header, before a byte
+of it is written). NFBS's files are about 5 MB each; a 256x256x192 volume is 25 MB even
+uncompressed, so a larger member is not an NFBS volume (a zero-filled 3 GB member would
+compress to a few MB in the archive and fill the disk)."""
 _FILE_CHECKS = ("gzip-crc", "nifti")  # what every extracted file passed, as recorded
 
 
@@ -254,6 +259,10 @@ class _RecordingDownloader:
         self.attempts += 1
         self.last = None
         self.inner(url, output_file, pooch_obj)
+        if self.alg is None:  # no hash to tell a cut: the gzip trailer can (pooch retries)
+            problem, _ = _gzip_problem(Path(output_file))
+            if problem:
+                raise ValueError(_cut_message(os.path.getsize(output_file), problem))
         digest = None if self.alg is None else pooch.file_hash(output_file, alg=self.alg)
         self.last = (digest, os.path.getsize(output_file))
         if digest is not None and f"{self.alg}:{digest}" != self.known_hash:
@@ -261,6 +270,12 @@ class _RecordingDownloader:
                 raise _SameBytesAgain()
             self._seen.add(self.last)
         return None
+
+
+def _cut_message(size: int, problem: str) -> str:
+    return (f"the download of {size:,} bytes is not a whole gzip file ({problem}), and with "
+            "--known-hash none nothing else can tell: the transfer was cut or the file is "
+            "damaged; nothing was kept, retry (or pin the hash)")
 
 
 def _one_line(text: object, limit: int = 300) -> str:
@@ -314,6 +329,15 @@ def _download(
     )
     downloader = _RecordingDownloader(url, known_hash, progressbar, timeout)
     tries = f"after {retries + 1} attempt{'s' if retries else ''}"
+    archive = data_dir / NFBS_ARCHIVE
+    if known_hash is None and archive.is_file():
+        # pooch reuses a file it has no hash for: one cut by an earlier download (or by an
+        # older version of this library, which kept it) would then fail for ever. Only a
+        # whole gzip file is reused; another is deleted and downloaded again.
+        problem, _ = _gzip_problem(archive)
+        if problem:
+            _report(progressbar, f"{archive}: {problem}: not reused, downloading it again")
+            archive.unlink()
     try:
         path = store.fetch(NFBS_ARCHIVE, downloader=downloader, progressbar=progressbar)
     except (ValueError, _SameBytesAgain) as exc:
@@ -356,6 +380,9 @@ def _download(
 def _check_member(member: tarfile.TarInfo, dest: str) -> None:
     """Raise ``tarfile.TarError`` (with a reason) if extracting *member* would be unsafe."""
     name = member.name
+    if member.size > MAX_MEMBER_BYTES:
+        raise tarfile.TarError(f"{member.size:,} bytes, more than the {MAX_MEMBER_BYTES:,} an "
+                               "NFBS file can be")
     if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
         raise tarfile.TarError(f"absolute path {name!r}")
     if _HAS_DATA_FILTER:
@@ -512,6 +539,33 @@ class _BadFile(Exception):
     """An extracted file failed :func:`_check_nifti_gz`; the message says why."""
 
 
+def _max_nifti_bytes() -> int:
+    """The most a volume's ``.nii.gz`` may decompress to: a header and the largest volume
+    :func:`skullstrip_lib.io.load_scan` accepts, at 8 bytes a voxel (1.06 GiB by default)."""
+    return MAX_HEADER_BYTES + 8 * current_voxel_limit()
+
+
+def _gzip_problem(path: Path, limit: int | None = None) -> tuple[str | None, int]:
+    """Decompress a gzip file to its end, in 1 MiB pieces: (what is wrong or None, bytes).
+
+    Reading to the end makes :mod:`gzip` compare the CRC-32 and the length in
+    its trailer with the data: a cut or changed file fails. With ``limit``, a
+    file that decompresses to more bytes is refused as soon as it passes it
+    (a gzip bomb costs ``limit`` bytes of decompression, never memory).
+    """
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    return (f"decompresses to more than {limit:,} bytes, more than any volume "
+                            "accepted"), total
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        return f"fails the gzip check ({_one_line(exc, 120)})", total
+    return None, total
+
+
 def _check_nifti_gz(path: Path) -> tuple[int, ...]:
     """Decompress a ``.nii.gz`` to its end and read its NIfTI header; return its 3D shape.
 
@@ -522,13 +576,9 @@ def _check_nifti_gz(path: Path) -> tuple[int, ...]:
     """
     import nibabel as nib
 
-    total = 0
-    try:
-        with gzip.open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                total += len(chunk)
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise _BadFile(f"fails the gzip check ({_one_line(exc, 120)})") from None
+    problem, total = _gzip_problem(path, _max_nifti_bytes())
+    if problem:
+        raise _BadFile(problem)
     try:
         img = nib.load(path)
     except (nib.filebasedimages.ImageFileError, ValueError, OSError, EOFError) as exc:

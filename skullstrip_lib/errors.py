@@ -69,6 +69,28 @@ class ImplausibleMaskError(SkullstripError):
                          "accepts it for non-adult or unusual scans)")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal, cleanly; the message says what was kept.
+
+    Raised by :func:`skullstrip_lib.workflow.run_preprocessing` after Ctrl-C
+    (SIGINT) or SIGTERM, once its workers have ended and what finished is
+    recorded. A :class:`KeyboardInterrupt`, so that code (and Jupyter) treats it
+    as Ctrl-C; the command line prints it in one line and exits with 128 +
+    ``signum``.
+
+    Parameters
+    ----------
+    message : str
+        What was stopped and what was kept, in one line.
+    signum : int
+        The signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+
 class InputWarning(UserWarning):
     """An input problem the library worked around and says so in one line (NaN voxels, ...)."""
 

@@ -269,17 +269,15 @@ def training_config(model: str | os.PathLike | BrainModel):
     MissingFileError
         No ``config.yaml`` beside the model (e.g. a model made elsewhere).
     """
-    import yaml
-
     from .errors import MissingFileError
-    from .train import TrainConfig
+    from .train import read_config
 
     name, folder = _model_folder(model)
     config = folder / "config.yaml"
     if not config.is_file():
         raise MissingFileError(f"{name}: no config.yaml beside the model, so how it was trained "
                                "is unknown")
-    return TrainConfig.from_dict(yaml.safe_load(config.read_text()))
+    return read_config(config)  # safe YAML; a bad file is one line naming it
 
 
 def training_split(model: str | os.PathLike | BrainModel) -> pd.Series:

@@ -148,7 +148,9 @@ def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _keras_runner(path: Path, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .io import check_keras_file  # Keras calls any file it cannot read "File not found"
+
+    check_keras_file(path)
     import keras
 
     from . import losses  # noqa: F401  (registers the custom losses and metrics)

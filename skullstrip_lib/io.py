@@ -30,10 +30,13 @@ hash of the settings that made them.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
+import errno
 import gzip
 import hashlib
 import json
+import math
 import os
 import uuid
 import warnings
@@ -58,6 +61,8 @@ from .errors import (
 
 __all__ = [
     "BACKGROUND_PERCENTILE",
+    "MAX_HEADER_BYTES",
+    "MAX_VOXELS",
     "SCAN_SUFFIXES",
     "WRITABLE_SUFFIXES",
     "Scan",
@@ -66,7 +71,9 @@ __all__ = [
     "atomic_save",
     "atomic_write_text",
     "background_level",
+    "check_keras_file",
     "check_mask",
+    "current_voxel_limit",
     "from_plain",
     "image_files",
     "image_suffix",
@@ -75,6 +82,7 @@ __all__ = [
     "save_like",
     "settings_key",
     "to_plain",
+    "voxel_limit",
 ]
 
 NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
@@ -96,6 +104,62 @@ one stored with an offset), while a handful of outliers cannot move it.
 """
 MAX_NONFINITE_FRACTION = 0.5
 """A scan with more NaN or infinite voxels than this fraction is refused."""
+MAX_VOXELS = 512**3
+"""The most voxels a scan may declare (134,217,728, a 512x512x512 grid), by default.
+
+Checked on the header, before any voxel is read: a scan is held as float32, so
+this is 512 MiB for the working copy (plus the file's own type while it is
+read). Real scans are far smaller (NFBS: 256x256x192, 12.6 million; a 0.5 mm
+512x512x400 research scan: 105 million). Raise it with ``load_scan(...,
+max_voxels=N)``, :func:`voxel_limit`, or ``skullstrip --max-voxels N``.
+"""
+MAX_HEADER_BYTES = 64 * 2**20
+"""The largest offset of the voxel data from the start of a file (header and extensions), in bytes.
+
+With the voxel limit this bounds what reading a compressed scan decompresses:
+at most 64 MiB plus the declared voxels (at most 8 bytes each), whatever the
+archive would expand to; nibabel reads no further than the data's end.
+"""
+DEFLATE_MAX_RATIO = 1032
+"""gzip's deflate never expands a byte to more than about 1032 (258-byte matches
+coded in 2 bits): a ``.gz`` file of ``n`` bytes cannot hold more than
+``1032 * n`` bytes of data, so a header that declares more is refused as
+truncated before anything is allocated."""
+
+_VOXEL_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar("max_voxels",
+                                                                   default=MAX_VOXELS)
+
+
+@contextlib.contextmanager
+def voxel_limit(max_voxels: int) -> Iterator[int]:
+    """Within the block, scans may declare up to ``max_voxels`` voxels (default :data:`MAX_VOXELS`).
+
+    What ``skullstrip --max-voxels N`` uses around a command; code that calls
+    :func:`load_scan` itself can pass ``max_voxels`` instead. The setting is a
+    context variable: it holds in this thread (and its context) only, and is
+    restored when the block ends.
+
+    Examples
+    --------
+    >>> with voxel_limit(600**3):
+    ...     current_voxel_limit()
+    216000000
+    >>> current_voxel_limit() == MAX_VOXELS
+    True
+    """
+    if isinstance(max_voxels, bool) or not isinstance(max_voxels, (int, np.integer)) \
+            or max_voxels < 8:
+        raise ValueError(f"max_voxels must be an integer of at least 8, got {max_voxels!r}")
+    token = _VOXEL_LIMIT.set(int(max_voxels))
+    try:
+        yield int(max_voxels)
+    finally:
+        _VOXEL_LIMIT.reset(token)
+
+
+def current_voxel_limit() -> int:
+    """The voxel limit in force: :data:`MAX_VOXELS` unless a :func:`voxel_limit` block says more."""
+    return _VOXEL_LIMIT.get()
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -207,11 +271,88 @@ class Scan:
 KINDS = "NIfTI, MGH/MGZ, Analyze or MINC"
 
 
-def _read_image(path: Path) -> nib.spatialimages.SpatialImage:
+def _too_many_voxels(path: Path, shape: tuple[int, ...], max_voxels: int) -> InvalidInputError:
+    n = math.prod(int(s) for s in shape)
+    return InvalidInputError(
+        path, f"its header declares {'x'.join(str(int(s)) for s in shape)} = {n:,} voxels, more "
+              f"than the {max_voxels:,} accepted (nothing was read; if the scan is real, raise "
+              "the limit: skullstrip --max-voxels N, or max_voxels=N)")
+
+
+def _peek_header(path: Path, max_voxels: int) -> None:
+    """Check a NIfTI or MGH header read straight from the file, before nibabel loads it.
+
+    nibabel reads a NIfTI's extensions up to its data offset, and an MGH's
+    footer past its data, on load: a forged offset or shape would make it
+    decompress gigabytes before any check of ours. So the first bytes are read
+    here (decompressed if gzip), parsed with nibabel's header classes, and the
+    declared shape, data offset, voxel type and voxel size are checked first.
+    Files that do not parse as either format are left to nibabel (which names
+    what is wrong).
+    """
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    except PermissionError:
+        raise InvalidInputError(path, "permission denied (this user cannot read it)") from None
+    name = path.name.lower()
+    compressed = name.endswith((".gz", ".mgz"))
+    with raw:
+        try:
+            stream = gzip.GzipFile(fileobj=raw) if compressed else raw
+            block = stream.read(540)
+        except (OSError, EOFError, zlib.error):
+            return  # not gzip after all: nibabel will say what it is
+    header = None
+    try:
+        if name.endswith((".mgz", ".mgh")):
+            from nibabel.freesurfer.mghformat import MGHHeader
+
+            header = MGHHeader(block[:MGHHeader.template_dtype.itemsize], check=False)
+        elif name.endswith((".nii", ".nii.gz")) and len(block) >= 348:
+            sizes = {int.from_bytes(block[:4], order) for order in ("little", "big")}
+            if 540 in sizes and len(block) >= 540:
+                header = nib.Nifti2Header(block[:540], check=False)
+            elif 348 in sizes:
+                header = nib.Nifti1Header(block[:348], check=False)
+        if header is None:
+            return
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = np.dtype(header.get_data_dtype())
+        offset = int(header.get_data_offset())
+    except (ValueError, TypeError, KeyError, nib.spatialimages.HeaderDataError):
+        return  # a malformed header: nibabel's load reports it
+    if not shape or min(shape) < 1:
+        return
+    if math.prod(shape) > max_voxels:
+        raise _too_many_voxels(path, shape, max_voxels)
+    if dtype.kind not in "biuf":
+        raise InvalidInputError(path, f"voxels of type {dtype} are not intensities")
+    if offset > MAX_HEADER_BYTES:
+        raise InvalidInputError(path, f"its header puts the voxel data at byte {offset:,}, "
+                                      f"beyond any real header ({MAX_HEADER_BYTES:,} bytes at "
+                                      "most): a corrupt or hostile file")
+    needed = offset + math.prod(shape) * dtype.itemsize
+    if compressed and needed > DEFLATE_MAX_RATIO * path.stat().st_size:
+        raise InvalidInputError(path, f"truncated: its header declares {needed:,} bytes of "
+                                      f"data but {path.stat().st_size:,} compressed bytes cannot "
+                                      "hold that many")
+    if isinstance(header, nib.Nifti1Header):  # Nifti2Header derives from it
+        pixdim = header["pixdim"][1:4]
+        if (header["qform_code"] == 0 and header["sform_code"] == 0
+                and not np.all(np.isfinite(pixdim) & (pixdim != 0))):
+            raise InvalidInputError(
+                path, f"voxel size {' x '.join(f'{float(z):g}' for z in pixdim)} mm (pixdim) "
+                      "with no qform or sform: the scan's size in mm is unknown (nibabel "
+                      "would take 1 mm); fix the header's pixdim or its qform/sform")
+
+
+def _read_image(path: Path, max_voxels: int | None = None) -> nib.spatialimages.SpatialImage:
     if not path.exists():
         raise MissingFileError(f"{path}: file not found")
     if path.is_dir():
         raise InvalidInputError(path, f"is a folder, not a {KINDS} file")
+    max_voxels = current_voxel_limit() if max_voxels is None else int(max_voxels)
+    _peek_header(path, max_voxels)
     try:
         img = nib.load(path)
     except nib.filebasedimages.ImageFileError:
@@ -221,6 +362,9 @@ def _read_image(path: Path) -> nib.spatialimages.SpatialImage:
         raise InvalidInputError(path, f"unreadable or corrupt image header ({exc})") from None
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise InvalidInputError(path, f"not a {KINDS} image (read as {type(img).__name__})")
+    # Every format (Analyze, MINC too): the declared size, before any voxel is read.
+    if math.prod(img.shape) > max_voxels:
+        raise _too_many_voxels(path, img.shape, max_voxels)
     return img
 
 
@@ -254,7 +398,11 @@ def _read_ras(img: nib.spatialimages.SpatialImage, shape: tuple[int, int, int],
         else:  # MINC's proxy scales as it reads
             raw = np.asanyarray(proxy).reshape(shape)
             slope, inter = 1.0, 0.0
-    except (OSError, EOFError, zlib.error, ValueError, KeyError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:  # mapping the file failed: memory, not corruption
+            raise MemoryError(str(exc)) from None
+        raise InvalidInputError(path, f"truncated or corrupt image data ({exc})") from None
+    except (EOFError, zlib.error, ValueError, KeyError) as exc:
         raise InvalidInputError(path, f"truncated or corrupt image data ({exc})") from None
     if raw.dtype.kind not in "biuf":
         raise InvalidInputError(path, f"voxels of type {raw.dtype} are not intensities")
@@ -320,7 +468,7 @@ def background_level(data: np.ndarray) -> float:
 
 
 def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False,
-              allow_nonfinite: bool = False) -> Scan:
+              allow_nonfinite: bool = False, max_voxels: int | None = None) -> Scan:
     """Read a 3D scan, check it, and reorient it to RAS.
 
     Parameters
@@ -342,6 +490,10 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False,
         :func:`skullstrip_lib.inference.strip` uses for scans as they arrive;
         training data (:func:`skullstrip_lib.preprocess.preprocess_subject`)
         stay strict.
+    max_voxels : int, optional
+        The most voxels the file may declare; by default :data:`MAX_VOXELS`
+        (512x512x512), or what an enclosing :func:`voxel_limit` sets. Checked on
+        the header before any voxel is read or memory allocated.
 
     Returns
     -------
@@ -354,9 +506,12 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False,
     MissingFileError
         The file does not exist.
     InvalidInputError
-        Not an image nibabel reads, truncated, not 3D, a singular affine, NaN
-        or infinite voxels (with ``allow_nonfinite``: more than half of them),
-        or all voxels equal (an empty image). The message names the file.
+        Not an image nibabel reads, unreadable (permission denied), truncated,
+        more voxels than ``max_voxels``, a data offset beyond
+        :data:`MAX_HEADER_BYTES`, not 3D, a singular affine, a zero voxel size
+        with no qform/sform, NaN or infinite voxels (with ``allow_nonfinite``:
+        more than half of them), or all voxels equal (an empty image). The
+        message names the file.
 
     Warns
     -----
@@ -372,15 +527,19 @@ def load_scan(path: str | os.PathLike, *, keep_dtype: bool = False,
     ('R', 'A', 'S')
     """
     return _load(Path(path), constant_ok=False, nonfinite_ok=allow_nonfinite,
-                 keep_dtype=keep_dtype)
+                 keep_dtype=keep_dtype, max_voxels=max_voxels)
 
 
 def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,
-          keep_dtype: bool = False) -> Scan:
-    img = _read_image(path)
+          keep_dtype: bool = False, max_voxels: int | None = None) -> Scan:
+    img = _read_image(path, max_voxels)
     shape = _shape_3d(img, path)
     _check_affine(img.affine, path)
-    data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path, keep_dtype)
+    try:
+        data, ras_affine, maybe_nonfinite = _read_ras(img, shape, path, keep_dtype)
+    except MemoryError as exc:  # within the voxel limit, but not this machine's memory
+        raise MemoryError(f"{path}: out of memory reading its {math.prod(shape):,} voxels "
+                          f"({' '.join(str(exc).split()) or 'MemoryError'})") from None
     n_bad, finite = 0, None
     if maybe_nonfinite:
         finite = np.isfinite(data)
@@ -411,6 +570,42 @@ def _load(path: Path, *, constant_ok: bool, nonfinite_ok: bool,
         background=background,
         n_nonfinite=n_bad,
     )
+
+
+def check_keras_file(path: str | os.PathLike) -> Path:
+    """Check that a file is a Keras 3 model file before Keras reads it; return its path.
+
+    A ``.keras`` file is a zip archive holding ``config.json`` (the
+    architecture) and the weights. Keras' own message for anything else is
+    "File not found", even for a file that is there; this says what is wrong.
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    InvalidInputError
+        A folder, unreadable, not a zip archive, or a zip without ``config.json``.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: file not found")
+    if path.is_dir():
+        raise InvalidInputError(path, "is a folder, not a Keras model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except PermissionError:
+        raise InvalidInputError(path, "permission denied (this user cannot read it)") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise InvalidInputError(path, "not a Keras model file (a .keras file is a zip "
+                                      "archive; this is not one: damaged, or another kind of "
+                                      "file)") from None
+    if "config.json" not in names:
+        raise InvalidInputError(path, "not a Keras model file (a zip archive, but without the "
+                                      "config.json a .keras file holds)")
+    return path
 
 
 def check_mask(mask: Scan, scan: Scan, *, atol_mm: float = 1e-3) -> np.ndarray:
@@ -520,7 +715,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
     try:
-        yield tmp
+        with _naming(path, tmp):
+            yield tmp
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -533,6 +729,27 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(path: Path, *temporaries: Path) -> Iterator[None]:
+    """Make an OS error while writing name ``path``, not a hidden temporary or nothing.
+
+    A full disk raised by gzip or nibabel is ``[Errno 28] No space left on
+    device`` with no file name; the user needs to know which output it was.
+    """
+    try:
+        yield
+    except SkullstripError:
+        raise
+    except OSError as exc:
+        hidden = {str(t) for t in temporaries}
+        if exc.errno is not None and (exc.filename is None or str(exc.filename) in hidden):
+            strerror = exc.strerror or os.strerror(exc.errno)
+            if exc.errno == errno.ENOSPC:
+                strerror += " (nothing was written; free some space and retry)"
+            raise OSError(exc.errno, strerror, str(path)) from None
+        raise
 
 
 def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
@@ -572,7 +789,8 @@ def atomic_save(img: nib.spatialimages.SpatialImage, path: str | os.PathLike, *,
     tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
     temporaries = image_files(tmp)
     try:
-        nib.save(img, tmp)
+        with _naming(path, *temporaries):
+            nib.save(img, tmp)
         for t, f in zip(temporaries, files, strict=True):
             if t.exists():
                 os.replace(t, f)

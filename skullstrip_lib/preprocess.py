@@ -726,6 +726,16 @@ def normalize_intensity(
 
 
 # --------------------------------------------------------------------------- one subject
+def _is_int(value: object, least: int) -> bool:
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and value >= least)
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool) and bool(np.isfinite(value)))
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Parameters of :func:`preprocess_subject` (all part of the cache key).
@@ -778,8 +788,31 @@ class PreprocessConfig:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
                              f"not {self.interpolation!r}")
-        if len(self.shape) != 3 or min(self.shape) < 8 or self.spacing <= 0:
-            raise ValueError(f"bad model grid {self.shape} at {self.spacing} mm")
+        # Every value is checked here, where it is named, rather than deep in ITK or
+        # scipy (``n4_iterations: []`` in a config.yaml was an ITK RuntimeError traceback).
+        if (not isinstance(self.shape, (tuple, list)) or len(self.shape) != 3
+                or not all(_is_int(n, 8) for n in self.shape)):
+            raise ValueError(f"preprocessing setting shape must be 3 integers of at least 8, "
+                             f"got {self.shape!r}")
+        if not _is_number(self.spacing) or not self.spacing > 0:
+            raise ValueError(f"preprocessing setting spacing must be a positive number of mm, "
+                             f"got {self.spacing!r}")
+        if self.n4_shrink is not None and not _is_int(self.n4_shrink, 1):
+            raise ValueError(f"preprocessing setting n4_shrink must be a positive integer or "
+                             f"null, got {self.n4_shrink!r}")
+        if (not isinstance(self.n4_iterations, (tuple, list)) or not self.n4_iterations
+                or not all(_is_int(n, 1) for n in self.n4_iterations)):
+            raise ValueError(f"preprocessing setting n4_iterations must be a non-empty list of "
+                             f"positive integers (iterations per level), got "
+                             f"{self.n4_iterations!r}")
+        if not _is_number(self.n4_convergence) or not self.n4_convergence >= 0:
+            raise ValueError(f"preprocessing setting n4_convergence must be a number >= 0, "
+                             f"got {self.n4_convergence!r}")
+        clip = self.clip_percentiles
+        if (not isinstance(clip, (tuple, list)) or len(clip) != 2
+                or not all(_is_number(c) for c in clip) or not 0 <= clip[0] < clip[1] <= 100):
+            raise ValueError(f"preprocessing setting clip_percentiles must be two percentiles "
+                             f"0 <= low < high <= 100, got {clip!r}")
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""

@@ -44,8 +44,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import __version__
-from .errors import DeviceError, SkullstripError
-from .io import as_tuples, atomic_path, atomic_write_text, from_plain, settings_key, to_plain
+from .errors import DeviceError, InvalidInputError, MissingFileError, SkullstripError
+from .io import (
+    as_tuples,
+    atomic_path,
+    atomic_write_text,
+    check_keras_file,
+    from_plain,
+    settings_key,
+    to_plain,
+)
 from .preprocess import PreprocessConfig
 
 if TYPE_CHECKING:  # TensorFlow and pandas are imported when they are used
@@ -67,6 +75,7 @@ __all__ = [
     "fit_batch_size",
     "gpu_free_bytes",
     "prepare_data",
+    "read_config",
     "resolve_config",
     "train",
     "training_index",
@@ -793,8 +802,64 @@ def epoch_steps(config: TrainConfig, batch: int) -> int:
     return math.ceil(config.steps_per_epoch * config.batch_size / batch)
 
 
+def read_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a run's ``config.yaml`` safely; every problem is one line naming the file.
+
+    ``yaml.safe_load`` builds plain data only: a ``!!python/object`` tag is
+    refused, never executed.
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    InvalidInputError
+        Not YAML (or a tag safe loading refuses), not a mapping, an unknown
+        setting or a bad value (the setting is named).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(path, "not a YAML file (not UTF-8 text)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise InvalidInputError(path, f"not a valid run configuration: YAML error{where}: "
+                                      f"{' '.join(str(problem).split())}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(path, f"not a run configuration (a YAML mapping of settings), "
+                                      f"got {type(data).__name__}")
+    try:
+        return TrainConfig.from_dict(data)
+    except (SkullstripError, ValueError, TypeError) as exc:
+        raise InvalidInputError(path, " ".join(str(exc).split())) from None
+
+
 def _read_config(run_dir: Path) -> TrainConfig:
-    return TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    return read_config(run_dir / "config.yaml")
+
+
+def _load_checkpoint(path: Path):
+    """A run's checkpoint, read by Keras; a file that is not one is named in one line."""
+    import keras
+
+    check_keras_file(path)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        first = " ".join(str(exc).split())[:200]
+        raise InvalidInputError(path, f"not a Keras model file Keras can read ({first})") from None
+
+
+def _check_data(config: TrainConfig) -> None:
+    """Read the index (or index the folder) a run trains on: before its folder is made."""
+    if config.data is not None:
+        training_index(config, progress=False)
 
 
 def _finished_epochs(run_dir: Path) -> list[dict]:
@@ -929,11 +994,23 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         config = _read_config(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise SkullstripError(f"{run_dir}: already exists (choose another name, or --resume)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     devices = check_device(config, allow_cpu=allow_cpu)  # before the run folder and the data
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    tf_dir = prepare_data(config, progress=progress)
-    _write_split(tf_dir, run_dir / SPLIT_FILE)
+    _check_data(config)  # a bad --data leaves no run folder behind: the retry works
+    created = not run_dir.exists()
+    written = [run_dir / "config.yaml", run_dir / SPLIT_FILE]
+    try:
+        atomic_write_text(run_dir / "config.yaml",
+                          yaml.safe_dump(config.to_dict(), sort_keys=False))
+        tf_dir = prepare_data(config, progress=progress)
+        _write_split(tf_dir, run_dir / SPLIT_FILE)
+    except BaseException:
+        if not resume:  # nothing trained yet: leave no half-made run (the retry would refuse)
+            for path in written:
+                path.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+        raise
 
     import keras
     import tensorflow as tf
@@ -1014,7 +1091,6 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
         ``out_dir``. Its threshold is 0.5 until calibrated
         (:func:`skullstrip_lib.evaluate.calibrate_threshold`).
     """
-    import keras
     import pandas as pd
 
     from .model import describe_model, export_onnx
@@ -1024,7 +1100,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = N
     if (out_dir / "model.onnx").exists() and not overwrite:
         raise SkullstripError(f"{out_dir}: already holds a model (use overwrite)")
     config = _read_config(run_dir)
-    model = keras.saving.load_model(run_dir / checkpoint, compile=False)
+    model = _load_checkpoint(run_dir / checkpoint)
     if not computes_in_float32(model):  # trained in mixed precision: export in float32
         weights = model.get_weights()  # float32 master weights (Keras keeps them so)
         with precision_policy("float32"):

@@ -12,6 +12,13 @@ Re-running is cheap: a subject whose outputs were made from the same inputs and
 parameters is skipped before the workflow is built. A subject that fails is
 reported with its error while the others go on.
 
+Stopping is clean: Ctrl-C (SIGINT) or SIGTERM while the workflow runs starts no
+further subject, ends the worker processes with the parent (the ones busy in a
+long C call within seconds, else they are killed), removes their half-written
+temporaries and nipype's working folder, writes ``preprocessed.csv`` for the
+subjects that finished, and raises :class:`Interrupted` (a
+:class:`KeyboardInterrupt`) that says so in one line. A rerun goes on from there.
+
 On a SLURM cluster, put ``out_dir`` on a shared file system and run, e.g.::
 
     skullstrip preprocess index.csv -o /shared/prep --plugin SLURM \\
@@ -20,20 +27,150 @@ On a SLURM cluster, put ``out_dir`` on a shared file system and run, e.g.::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import SkullstripError
+from .errors import Interrupted, SkullstripError
 from .io import atomic_write_text
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 
-__all__ = ["default_workers", "run_one", "run_preprocessing"]
+__all__ = ["Interrupted", "default_workers", "run_one", "run_preprocessing"]
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler in the main thread: not an ``Exception``, so that
+    nipype's ``except Exception`` around a node does not take it for a failed subject."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """Which signal stopped the run (``signum``), once one has."""
+
+    signum: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`_Stop` if a signal came: called before each subject starts."""
+        if self.signum is not None:
+            raise _Stop(self.signum)
+
+
+_NIPYPE_LOGGERS = ("nipype.workflow", "nipype.interface", "nipype.utils")
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(state: _Signals) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`_Stop` in this process.
+
+    The signal is remembered (``state.signum``), since nipype
+    takes what a node raises, even a ``BaseException``, for that node's failure
+    and would go on with the next subject: the status callback checks it before
+    each subject starts. nipype's logs of the interrupted node (a crash report
+    with its traceback) are muted from then on: an interruption is not a crash.
+
+    ``MultiProc``'s workers are forked inside the block and inherit the handler;
+    in them it does what the parent needs instead: SIGINT (Ctrl-C reaches the
+    whole process group) is ignored, since the parent decides; SIGTERM (the
+    parent ending them) ends the worker as the default action would, without
+    a traceback. Outside the main thread (where Python cannot set handlers)
+    nothing changes.
+    """
+    import logging
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+    loggers = [logging.getLogger(name) for name in _NIPYPE_LOGGERS]
+    muted = [log.disabled for log in loggers]
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked worker
+            if signum == signal.SIGTERM:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+        state.signum = signum
+        for log in loggers:
+            log.disabled = True
+        raise _Stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        for log, was in zip(loggers, muted, strict=True):
+            log.disabled = was
+
+
+def _plugin(name: str, plugin_args: dict):
+    """The nipype plugin object ``Workflow.run(plugin=name)`` would make (we keep a hold on
+    ``MultiProc``'s process pool, to end it on a signal)."""
+    import nipype.pipeline.plugins as plugins
+
+    try:
+        cls = getattr(plugins, f"{name}Plugin")
+    except AttributeError:
+        raise SkullstripError(f"unknown nipype plugin {name!r} (Linear, MultiProc, SLURM, SGE, "
+                              "...)") from None
+    return cls(plugin_args=plugin_args)
+
+
+def _end_workers(pool=None, grace_s: float = 5.0) -> None:
+    """End this process's worker processes (``MultiProc``'s pool): SIGTERM, then SIGKILL.
+
+    A worker in the middle of a long C call (N4) runs its handler when the call
+    returns; one still alive after ``grace_s`` seconds is killed. The pool is
+    then shut down, its pending subjects cancelled; the futures of the ended
+    workers fail with ``BrokenProcessPool``, which nipype's callback would log as
+    a traceback: expected here, so that log is muted while the pool winds down.
+    """
+    import logging
+
+    log = logging.getLogger("concurrent.futures")
+    was = log.disabled
+    log.disabled = True
+    try:
+        children = multiprocessing.active_children()
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(grace_s)
+            if child.is_alive():
+                child.kill()
+                child.join(grace_s)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        log.disabled = was
+
+
+def _remove_temporaries(out_dir: Path, subjects: list[str]) -> None:
+    """Remove the hidden temporaries (:func:`skullstrip_lib.io.atomic_path`) that workers
+    ended mid-write left in these subjects' folders, and the folders left empty; finished
+    files are untouched (a subject is complete once its JSON is written, last)."""
+    for subject in subjects:
+        folder = out_dir / subject
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder made for a write that never was
+                folder.rmdir()
 
 
 def default_workers() -> int:
@@ -177,6 +314,14 @@ def run_preprocessing(
         ``error``, ``seconds``, output paths ``t1w``, ``brainmask``, ``json`` and
         ``split`` when the index had one. Also written to
         ``out_dir/preprocessed.csv``.
+
+    Raises
+    ------
+    Interrupted
+        SIGINT (Ctrl-C) or SIGTERM while the workflow ran: no further subject
+        was started, the workers ended, ``preprocessed.csv`` lists the subjects
+        that finished (and those skipped) and no other, nothing is left
+        half-written; the message says so in one line.
     """
     config = config or PreprocessConfig()
     workers = default_workers() if workers is None else int(workers)
@@ -204,15 +349,24 @@ def run_preprocessing(
             rows.append({"subject": row.subject, "status": "skipped", "error": "",
                          "seconds": 0.0, **{k: str(p) for k, p in paths.items()}})
         else:
-            todo.append({"subject": row.subject, "t1w": str(row.t1w), "brainmask": mask})
+            todo.append({"subject": row.subject, "t1w": str(row.t1w), "brainmask": mask,
+                         "key": key})
 
+    interrupted = None
     if todo:
-        todo_df = pd.DataFrame(todo)
+        todo_df = pd.DataFrame(todo).drop(columns="key")
         bar = tqdm(total=len(todo_df), desc="preprocess", unit="subject", disable=not progress)
+        finished: list[dict] = []  # what each node returned, as it ended
+
+        signals = _Signals()
 
         def status(node, event):  # nipype calls this as nodes start and end
+            if event == "start":
+                signals.check()  # no subject starts after a signal
             if node.name.startswith("preprocess") and event in ("end", "exception"):
                 bar.update(1)
+                with contextlib.suppress(Exception):  # only used after an interruption
+                    finished.append(json.loads(node.result.outputs.result))
 
         args = {"status_callback": status, **(plugin_args or {})}
         threads = 0  # SimpleITK's default: every core
@@ -221,19 +375,52 @@ def run_preprocessing(
             # The workers share the cores: N4 in each on its share of them.
             threads = max(1, default_workers() // int(args["n_procs"]))
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+        runner = None
         try:
-            graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
-                plugin=plugin, plugin_args=args)
-            for node in graph.nodes():
-                if node.name.startswith("preprocess"):
-                    rows.append(json.loads(node.result.outputs.result))
+            with _stopped_by_signals(signals):
+                runner = _plugin(plugin, args)
+                graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
+                    plugin=runner)
+            if signals.signum is None:
+                for node in graph.nodes():
+                    if node.name.startswith("preprocess"):
+                        rows.append(json.loads(node.result.outputs.result))
+        except BaseException:
+            # After a signal nipype may raise anything (the interrupted node's error,
+            # "did not execute cleanly"): an interruption. Before one, a real error.
+            if signals.signum is None:
+                raise
         finally:
+            interrupted = signals.signum
             bar.close()
+            if interrupted is not None:
+                _end_workers(getattr(runner, "pool", None))
+                _remove_temporaries(out_dir, list(todo_df["subject"]))
             shutil.rmtree(work_dir, ignore_errors=True)
+        if interrupted is not None:
+            # What the nodes that ended returned (failures too), and any subject whose
+            # outputs are complete on disk although its end was not reported.
+            ran = {r["subject"]: r for r in finished if isinstance(r, dict) and "subject" in r}
+            for item in todo:
+                if item["subject"] not in ran and is_complete(out_dir, item["subject"],
+                                                              item["key"]):
+                    paths = output_paths(out_dir, item["subject"])
+                    ran[item["subject"]] = {"subject": item["subject"], "status": "done",
+                                            "error": "", **{k: str(p) for k, p in paths.items()}}
+            rows += list(ran.values())
 
-    report = pd.DataFrame(rows)
+    report = pd.DataFrame(rows, columns=None if rows else ["subject", "status", "error"])
     if "split" in index:
         report = report.merge(index[["subject", "split"]], on="subject", how="left")
-    report = report.sort_values("subject").reset_index(drop=True)
+    if len(report):
+        report = report.sort_values("subject").reset_index(drop=True)
     atomic_write_text(out_dir / "preprocessed.csv", report.to_csv(index=False))
+    if interrupted is not None:
+        name = signal.Signals(interrupted).name
+        ran = len(report) - (len(index) - len(todo))
+        left = len(todo) - ran
+        raise Interrupted(f"{name}: stopped after {ran} of {len(todo)} subjects to do; "
+                          f"{out_dir / 'preprocessed.csv'} lists the {len(report)} finished "
+                          f"or skipped, {left} not started or cut short were not processed "
+                          "(nothing half-written); rerun to go on", interrupted)
     return report

@@ -222,3 +222,131 @@ def test_fetch_bad_input_is_one_line(tmp_path, server, args, expected, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fetch", "--subjects", "0"])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------- faults in one line
+def one_line(res, command: str) -> str:
+    """The single stderr line of a failed command (asserting there is only that line)."""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"skullstrip {command}: error: "), lines[0]
+    return lines[0]
+
+
+def sparse_nifti(path, shape):
+    """An uncompressed .nii whose header declares ``shape`` of uint8, its data a sparse hole
+    (the file takes no disk space, whatever its size)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.uint8)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    with open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0" * 4)
+        f.truncate(352 + int(np.prod(shape, dtype=np.int64)))
+    return path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and sparse files: Linux")
+def test_memory_error_is_one_line(tmp_path):
+    import resource
+
+    # 2000^3 voxels: refused by default; with the limit raised, reading them needs 8 GB
+    # (uint8) then 32 GB (float32): under a 6 GiB address-space limit numpy's allocation
+    # fails at once with a MemoryError, which is one line, not a traceback.
+    scan = sparse_nifti(tmp_path / "huge.nii", (2000, 2000, 2000))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    res = run("--max-voxels", str(10**10), "predict", str(scan), "-o", str(tmp_path / "out"),
+              preexec_fn=limit, timeout=300)
+    assert res.returncode == 1
+    line = one_line(res, "predict")
+    assert f"error: {scan}: out of memory reading its 8,000,000,000 voxels (" in line
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    res = run("predict", str(scan), "-o", str(tmp_path / "out"), timeout=300)
+    assert "huge.nii: its header declares 2000x2000x2000 = 8,000,000,000 voxels, more than the " \
+           "134,217,728 accepted" in one_line(res, "predict")
+
+
+def test_traceback_flag_shows_what_the_one_line_hides(tmp_path):
+    args = ("index", str(tmp_path / "missing"), "-o", str(tmp_path / "i.csv"))
+    plain = run(*args)
+    line = one_line(plain, "index")
+    debug = run("--traceback", *args)
+    assert debug.returncode == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):")
+    assert debug.stderr.strip().splitlines()[-1] == line  # the same line, last
+
+
+def test_full_disk_names_the_file(tmp_path, small_dataset, monkeypatch, capsys):
+    import errno
+
+    def full(self, path, *args, **kwargs):
+        with open(path, "w") as f:
+            f.write("subject,t1w")  # a part, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write raises it
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    out = tmp_path / "index.csv"
+    assert main(["index", str(small_dataset), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"skullstrip index: error: {out}: No space left on device (nothing was "
+                   "written; free some space and retry)")
+    assert list(tmp_path.iterdir()) == []
+
+
+needs_tf = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorflow") is None,
+    reason="needs the [train] extra")
+
+BAD_RUNS = {
+    # name: (config.yaml, best.keras, what the one line says)
+    "python-tag": ("profile: !!python/object/apply:os.system ['touch PWNED']\n", None,
+                   "config.yaml: not a valid run configuration: YAML error at line 1: could "
+                   "not determine a constructor for the tag"),
+    "malformed": ("profile: [sample\nepochs: 2\n", None,
+                  "config.yaml: not a valid run configuration: YAML error at line 2"),
+    "not-a-mapping": ("- sample\n", None, "config.yaml: not a run configuration (a YAML "
+                                          "mapping of settings), got list"),
+    "n4-iterations": ("preprocess:\n  n4_iterations: []\n", None,
+                      "config.yaml: preprocessing setting n4_iterations must be a non-empty "
+                      "list of positive integers"),
+    "garbage-keras": ("profile: sample\n", b"\x00garbage" * 100,
+                      "best.keras: not a Keras model file (a .keras file is a zip archive; "
+                      "this is not one"),
+}
+
+
+@needs_tf
+@pytest.mark.parametrize("case", sorted(BAD_RUNS))
+def test_export_of_a_bad_run_is_one_line_without_tensorflow_logs(tmp_path, case):
+    config, keras_file, expected = BAD_RUNS[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(config)
+    if keras_file is not None:
+        (run_dir / "best.keras").write_bytes(keras_file)
+    res = run("export", str(run_dir), cwd=tmp_path, timeout=300)
+    assert res.returncode == 1
+    assert expected in one_line(res, "export")  # TensorFlow's start-up lines are muted
+    assert str(run_dir) in res.stderr
+    assert not (tmp_path / "PWNED").exists()  # the tag was refused, not executed
+    assert not (run_dir / "export").exists()
+
+
+@needs_tf
+def test_train_with_bad_data_leaves_no_run_folder(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    run_dir = tmp_path / "runs" / "first"
+    for _ in range(2):  # the retry meets the same error, not "already exists"
+        res = run("train", "--data", str(bad), "-o", str(run_dir), timeout=300)
+        assert res.returncode == 1
+        assert "bad.csv: index lacks column(s) subject, t1w" in one_line(res, "train")
+        assert not run_dir.exists()
+    res = run("train", "--data", str(tmp_path / "missing.csv"), "-o", str(run_dir))
+    assert "missing.csv: no such index file or data folder" in one_line(res, "train")
+    assert not run_dir.exists()

@@ -385,11 +385,113 @@ def test_archive_missing_a_file(tmp_path, server):
     assert ds.find_subjects(tmp_path / "data") == sorted(order[:2])
 
 
-def test_not_an_archive(tmp_path, server):
+def test_not_an_archive(tmp_path, server, tiny):
+    # Without a hash, only the gzip trailer can tell a whole download: not gzip, not kept.
     url = server.serve("/NFBS_Dataset.tar.gz", b"this is not a tar file at all" * 10)
+    with pytest.raises(DownloadError, match=r"is not a whole gzip file \(fails the gzip check"):
+        fetch(tmp_path, url, None)
+    assert leftovers(tmp_path) == []
+    # gzip, but not tar: refused on reading, the (whole, as downloaded) file is kept.
+    url = server.serve("/NFBS_Dataset.tar.gz", gzip.compress(b"not a tar file" * 100))
     with pytest.raises(InvalidInputError, match=r"not a readable tar\.gz archive"):
         fetch(tmp_path, url, None)
     assert leftovers(tmp_path) == ["NFBS_Dataset.tar.gz"]
+
+
+@pytest.mark.parametrize("cut", ["half", "before-trailer"])
+def test_cut_download_without_length_and_hash_is_not_kept_nor_reused(tmp_path, server, tiny,
+                                                                       no_sleep, cut):
+    data, _ = tiny
+    # The server sends no Content-Length and hangs up early: requests cannot tell, and
+    # --known-hash none gives no hash to tell. The gzip trailer (CRC-32 and length) can.
+    cut_at = len(data) // 2 if cut == "half" else len(data) - 4
+    url = server.serve("/NFBS_Dataset.tar.gz", data, mode="no_length", cut_at=cut_at)
+    with pytest.raises(DownloadError) as info:
+        fetch(tmp_path, url, None, retries=1)
+    message = str(info.value)
+    assert "\n" not in message and url in message
+    assert f"the download of {cut_at:,} bytes is not a whole gzip file" in message
+    assert "nothing was kept, retry" in message
+    assert leftovers(tmp_path) == []  # not under its final name, no temporary either
+    assert len(server.requests) == 2  # pooch retried it
+    # A cut archive left under its final name (by an older version) is not reused either.
+    (tmp_path / ds.NFBS_ARCHIVE).write_bytes(data[:cut_at])
+    server.serve("/NFBS_Dataset.tar.gz", data, mode="no_length")
+    root = fetch(tmp_path, url, None)
+    assert ds.find_subjects(root) == SORTED_IDS
+    assert len(server.requests) == 3  # downloaded again
+    assert (tmp_path / ds.NFBS_ARCHIVE).read_bytes() == data
+    # and a whole one is reused, without a download
+    (tmp_path / "again").mkdir()
+    shutil.copy(tmp_path / ds.NFBS_ARCHIVE, tmp_path / "again" / ds.NFBS_ARCHIVE)
+    assert ds.find_subjects(fetch(tmp_path / "again", url, None)) == SORTED_IDS
+    assert len(server.requests) == 3
+
+
+def zero_member_archive(name: str, size: int) -> bytes:
+    """A tar.gz whose one member ``name`` holds ``size`` zero bytes, built in milliseconds.
+
+    After a full flush deflate forgets its history, so 1 MiB of zeros compresses to the
+    same ~1 kB every time: the piece is repeated instead of compressing gigabytes. The
+    trailer's CRC-32 and length are the real ones.
+    """
+    info = tarfile.TarInfo(name)
+    info.size = size
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    end = bytes(-size % 512) + bytes(2 * 512)  # the member's padding, the end-of-archive blocks
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate; the gzip framing is ours
+    mib = bytes(1 << 20)
+    head = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
+    piece = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    whole, rest = divmod(size, len(mib))
+    tail = c.compress(bytes(rest) + end) + c.flush()
+    crc = zlib.crc32(header)
+    for _ in range(whole):
+        crc = zlib.crc32(mib, crc)
+    crc = zlib.crc32(bytes(rest) + end, crc)
+    total = len(header) + size + len(end)
+    gz_header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return (gz_header + head + piece * whole + tail + crc.to_bytes(4, "little")
+            + (total % 2**32).to_bytes(4, "little"))
+
+
+@pytest.fixture(scope="session")
+def zero_3gb():
+    """A 3 GB all-zero T1w member in a 3 MB archive (bytes, md5)."""
+    name = f"NFBS_Dataset/A00000100/{ds.nfbs_filenames('A00000100')['t1w']}"
+    data = zero_member_archive(name, 3 * 10**9)
+    return data, md5(data)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole-archive", "stream"])
+def test_huge_member_is_refused_before_it_is_written(tmp_path, server, zero_3gb, stream):
+    data, digest = zero_3gb
+    assert len(data) < 4 * 2**20
+    url = server.serve("/NFBS_Dataset.tar.gz", data)
+    with pytest.raises(InvalidInputError) as info:
+        fetch(tmp_path, url, None if stream else f"md5:{digest}",
+              n_subjects=1 if stream else None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert ("refusing unsafe archive member 'NFBS_Dataset/A00000100/sub-A00000100_ses-NFB3_"
+            "T1w.nii.gz' (3,000,000,000 bytes, more than the 268,435,456 an NFBS file can be)"
+            in message)
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert written == (0 if stream else len(data))  # the archive itself, nothing extracted
+    assert leftovers(tmp_path) == ([] if stream else ["NFBS_Dataset.tar.gz"])
+
+
+def test_member_that_decompresses_beyond_any_volume_is_refused(tmp_path, monkeypatch):
+    # A member within the tar size bound whose gzip expands past the largest volume
+    # accepted: decompression stops at the bound (here lowered to keep the test fast).
+    from skullstrip_lib.io import voxel_limit
+
+    path = tmp_path / "member.nii.gz"
+    path.write_bytes(gzip.compress(bytes(4 * 2**20)))
+    monkeypatch.setattr(ds, "MAX_HEADER_BYTES", 1024)
+    with voxel_limit(1000), pytest.raises(ds._BadFile, match="decompresses to more than 9,024 "
+                                                            "bytes, more than any volume"):
+        ds._check_nifti_gz(path)
 
 
 # --------------------------------------------------------------------------- the NFBS stand-in

@@ -137,3 +137,17 @@ def test_training_split_needs_a_record(tmp_path, model_trained_on):
     model = model_trained_on(tmp_path / "gone.csv")
     with pytest.raises(MissingFileError, match="gone.csv: the index"):
         training_split(model)
+
+
+@pytest.mark.parametrize("text", ["profile: !!python/object/apply:os.system ['true']\n",
+                                  "profile: [sample\n"])
+def test_training_config_of_a_bad_config_yaml_is_one_line_naming_it(tmp_path, text):
+    pytest.importorskip("tensorflow")  # TrainConfig's augmentation settings need it
+    from skullstrip_lib.errors import InvalidInputError
+    from skullstrip_lib.evaluate import training_config
+
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(InvalidInputError, match=r"config.yaml: not a valid run configuration: "
+                                                r"YAML error at line [12]") as info:
+        training_config(tmp_path)
+    assert str(info.value).startswith(str(tmp_path / "config.yaml"))

@@ -1,6 +1,7 @@
 """Loading with validation, RAS reorientation, and writing back on the original grid."""
 
 import gzip
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -316,3 +317,178 @@ def test_atomic_write_text_replaces_and_leaves_no_temporary(tmp_path):
     assert p.read_text() == '{"a": 2}'
     assert sorted(x.name for x in p.parent.iterdir()) == ["r.json"]
     assert p.stat().st_mode & 0o044  # readable by others, like any file (not mkstemp's 0600)
+
+
+# ---------------------------------------- hostile headers: refused before any voxel is read
+def gzip_bomb(path, shape, dtype=np.uint8, *, data_bytes=None, vox_offset=None):
+    """A .nii.gz whose header declares ``shape`` of ``dtype`` followed by zeros, written in
+    1 MiB pieces so that the test itself never holds them (``data_bytes`` of them: by
+    default what the header declares)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352 if vox_offset is None else vox_offset
+    block = header.binaryblock + b"\0" * 4  # the 4 extension bytes, no extension
+    if data_bytes is None:
+        data_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    # gzip members concatenated decompress to the concatenation (RFC 1952): one member of
+    # 1 MiB of zeros (1 kB compressed), repeated, is a bomb written in milliseconds.
+    mib = gzip.compress(bytes(1 << 20), compresslevel=9, mtime=0)
+    whole, rest = divmod(data_bytes, 1 << 20)
+    with open(path, "wb") as f:
+        f.write(gzip.compress(block, mtime=0))
+        f.write(mib * whole)
+        if rest:
+            f.write(gzip.compress(bytes(rest), mtime=0))
+    return path
+
+
+def run_measured(code: str) -> tuple[int, str]:
+    """Run ``code`` in a fresh Python; return its peak memory in MiB and its output."""
+    import subprocess
+    import sys
+
+    # VmHWM: this process's own peak, which starts afresh at exec (ru_maxrss would carry
+    # the parent's peak over: pytest's, with TensorFlow loaded by other tests).
+    probe = (f"{code}\nimport re, sys\n"
+             "text = open('/proc/self/status').read()\n"
+             "print(int(re.search(r'VmHWM:\\s*(\\d+) kB', text)[1]) // 1024, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=False)
+    *lines, peak = done.stderr.strip().splitlines()
+    return int(peak), done.stdout + "\n".join(lines)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures with Linux's /proc")
+def test_declared_size_beyond_the_limit_is_refused_before_reading(tmp_path):
+    from skullstrip_lib.io import MAX_VOXELS, voxel_limit
+
+    # 1 MiB of gzip that would expand to 1 GiB (1024^3 uint8): refused on its header.
+    bomb = gzip_bomb(tmp_path / "bomb.nii.gz", (1024, 1024, 1024))
+    assert bomb.stat().st_size < 1.1 * 2**20
+    with pytest.raises(InvalidInputError, match=r"bomb.nii.gz: its header declares "
+                       r"1024x1024x1024 = 1,073,741,824 voxels, more than the 134,217,728"):
+        load_scan(bomb)
+    assert MAX_VOXELS == 512**3
+    # The same refusal costs no memory: measured in a fresh process (a Python with numpy
+    # and nibabel is about 100 MiB; reading the bomb would be 1 GiB, then 4 GiB as float32).
+    peak, said = run_measured(
+        "from skullstrip_lib.io import load_scan\n"
+        f"try:\n    load_scan({str(bomb)!r})\nexcept ValueError as e:\n    print(e)")
+    assert "more than the 134,217,728 accepted" in said
+    assert peak < 400, f"{peak} MiB"
+    # The limit is a setting: raised, the header passes and the data are read (a small one).
+    small = gzip_bomb(tmp_path / "small.nii.gz", (8, 8, 8))
+    with voxel_limit(100), pytest.raises(InvalidInputError, match="512 voxels, more than the 100"):
+        load_scan(small)
+    with pytest.raises(InvalidInputError, match="512 voxels, more than the 100"):
+        load_scan(small, max_voxels=100)
+    with pytest.raises(InvalidInputError, match="image is empty"):  # read: all zeros
+        load_scan(small)
+
+
+@pytest.mark.parametrize("fmt", ["mgz", "hdr"])
+def test_declared_size_limit_holds_for_other_formats(tmp_path, fmt):
+    img = nib.Nifti1Image(blob((20, 24, 16)), np.eye(4))
+    path = tmp_path / f"scan.{fmt}"
+    if fmt == "mgz":
+        nib.save(nib.MGHImage(img.get_fdata(dtype=np.float32), img.affine), path)
+    else:
+        nib.save(nib.AnalyzeImage(img.get_fdata(dtype=np.float32), img.affine), path)
+    assert load_scan(path).data.shape == (20, 24, 16)
+    with pytest.raises(InvalidInputError, match=r"20x24x16 = 7,680 voxels, more than the 1,000"):
+        load_scan(path, max_voxels=1000)
+
+
+def test_data_offset_beyond_any_header_is_refused(tmp_path):
+    # A 2 GiB offset would make nibabel decompress 2 GiB of zeros to find the data.
+    bomb = gzip_bomb(tmp_path / "far.nii.gz", (8, 8, 8), vox_offset=2**31, data_bytes=2**20)
+    with pytest.raises(InvalidInputError, match=r"far.nii.gz: its header puts the voxel data at "
+                                                r"byte 2,147,483,648, beyond any real header"):
+        load_scan(bomb)
+
+
+def test_header_declaring_more_than_gzip_can_hold_is_truncated(tmp_path):
+    # An 80-byte gzip of a header that declares 400^3 float32 (256 MB): within the limit,
+    # but 80 compressed bytes expand to 82 kB at most; refused without allocating.
+    bomb = gzip_bomb(tmp_path / "short.nii.gz", (400, 400, 400), np.float32, data_bytes=0)
+    assert bomb.stat().st_size < 200
+    with pytest.raises(InvalidInputError, match=r"short.nii.gz: truncated: its header declares "
+                                                 r"256,000,352 bytes"):
+        load_scan(bomb)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="measures with Linux's /proc")
+def test_data_beyond_the_declared_size_is_not_read(tmp_path):
+    # A small image followed by 512 MiB of zeros in the same gzip stream: only the declared
+    # 8x8x8 bytes are decompressed (the rest would take seconds and, read, 512 MiB).
+    bomb = gzip_bomb(tmp_path / "tail.nii.gz", (8, 8, 8), data_bytes=512 * 2**20)
+    peak, err = run_measured(
+        "from skullstrip_lib.io import load_scan\n"
+        f"try:\n    load_scan({str(bomb)!r})\nexcept ValueError as e:\n    print(e)")
+    assert "image is empty" in err
+    assert peak < 400, f"{peak} MiB"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_zero_voxel_size_without_qform_or_sform_is_an_error(tmp_path, version):
+    cls = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    img = cls(blob(), None)
+    img.header["pixdim"][1:4] = (1.0, 0.0, 1.0)
+    img.header.set_qform(None, code=0)
+    img.header.set_sform(None, code=0)
+    path = tmp_path / "flat.nii"
+    img.to_filename(path)
+    with pytest.raises(InvalidInputError, match=r"flat.nii: voxel size 1 x 0 x 1 mm \(pixdim\) "
+                                                r"with no qform or sform"):
+        load_scan(path)
+    # With an sform the geometry is known: the pixdim is not used, the scan is read.
+    img.header.set_sform(np.diag([1.0, 1.0, 1.0, 1.0]), code=1)
+    img.to_filename(path)
+    assert load_scan(path).zooms == (1.0, 1.0, 1.0)
+
+
+def test_unreadable_scan_says_permission_denied(tmp_path, monkeypatch):
+    path = write(tmp_path, blob())
+    if os.geteuid() != 0:  # a real permission
+        path.chmod(0)
+    else:  # root reads everything: make the open fail as it would for another user
+        import builtins
+
+        real_open = builtins.open
+
+        def denied(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(InvalidInputError, match=r"img.nii.gz: permission denied"):
+        load_scan(path)
+
+
+def test_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
+    import errno
+
+    from skullstrip_lib.io import atomic_write_text
+
+    def full(img, filename):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as gzip raises it: no name
+
+    monkeypatch.setattr(nib, "save", full)
+    for target in (tmp_path / "a.nii.gz", tmp_path / "pair.hdr"):
+        with pytest.raises(OSError) as info:
+            atomic_save(nib.Nifti1Image(blob(), np.eye(4)), target)
+        assert info.value.errno == errno.ENOSPC
+        assert info.value.filename == str(target)
+        assert "No space left on device" in info.value.strerror
+    monkeypatch.setattr(Path, "write_text", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError) as info:
+        atomic_write_text(tmp_path / "r.json", "{}")
+    assert info.value.filename == str(tmp_path / "r.json")
+    assert only_entries(tmp_path) == []

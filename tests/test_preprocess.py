@@ -357,6 +357,27 @@ def test_config_validation():
     assert pp.PreprocessConfig.from_dict(old).interpolation == "linear"
 
 
+BAD_SETTINGS = {
+    "n4_iterations": [[], [0, 10], [10, 2.5], "50", None],
+    "n4_shrink": [0, -2, 1.5, True],
+    "n4_convergence": [-1e-3, float("nan"), "tight"],
+    "clip_percentiles": [[99.5, 0.5], [0, 101], [1], None],
+    "spacing": [0, float("inf"), "2"],
+    "shape": [[96, 128, 7], [96.0, 128, 160]],
+}
+
+
+@pytest.mark.parametrize(("setting", "value"),
+                         [(k, v) for k, values in BAD_SETTINGS.items() for v in values])
+def test_config_validation_names_the_setting(setting, value):
+    # As a config.yaml or model.json gives them: a ValueError naming the setting, before
+    # ITK or scipy sees the value (n4_iterations: [] was an ITK RuntimeError traceback).
+    plain = {**pp.PreprocessConfig().to_dict(), setting: value}
+    with pytest.raises(ValueError, match=rf"(preprocessing setting {setting} must be|bad model "
+                                         r"grid)"):
+        pp.PreprocessConfig.from_dict(plain)
+
+
 def test_prepare_input_interpolation_and_no_normalization(small_subject):
     t1w, _ = small_subject
     scan = load_scan(t1w)

@@ -474,3 +474,74 @@ def test_cli_export_calibrates_on_the_runs_validation_heads(tmp_path, data_dir, 
     model = load_model(out)
     assert model.flip_lr and model.threshold == meta["threshold"]
     assert f"threshold {meta['threshold']:g}" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- bad runs, bad data
+BAD_CONFIGS = {
+    "python-tag": ("profile: !!python/object/apply:os.system ['touch PWNED']\n",
+                   r"config.yaml: not a valid run configuration: YAML error at line 1: could not "
+                   r"determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply"),
+    "python-object": ("!!python/object:skullstrip_lib.train.TrainConfig {epochs: 1}\n",
+                      r"config.yaml: not a valid run configuration: YAML error at line 1"),
+    "malformed": ("profile: [sample\nepochs: 2\n",
+                  r"config.yaml: not a valid run configuration: YAML error at line 2: expected "),
+    "tab-indent": ("preprocess:\n\tn4: none\n", r"config.yaml: not a valid run configuration"),
+    "empty": ("", r"config.yaml: not a run configuration \(a YAML mapping of settings\), got "
+                  r"NoneType"),
+    "unknown": ("colour: blue\n", r"config.yaml: unknown training settings: colour"),
+    "n4-iterations": ("preprocess:\n  n4_iterations: []\n",
+                      r"config.yaml: preprocessing setting n4_iterations must be a non-empty "
+                      r"list of positive integers"),
+    "binary": (b"\xff\xfe\x00garbage", r"config.yaml: not a YAML file \(not UTF-8 text\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_read_config_refuses_in_one_line_naming_the_file(tmp_path, case, monkeypatch):
+    from skullstrip_lib.errors import InvalidInputError
+    from skullstrip_lib.train import read_config
+
+    monkeypatch.chdir(tmp_path)
+    text, expected = BAD_CONFIGS[case]
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InvalidInputError, match=expected) as info:
+        read_config(path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
+    assert not (tmp_path / "PWNED").exists()  # refused, never executed
+    # resume and export read it the same way
+    with pytest.raises(InvalidInputError, match=expected):
+        train(tiny(), tmp_path, resume=True, progress=False)
+    with pytest.raises(InvalidInputError, match=expected):
+        export_run(tmp_path)
+
+
+def test_bad_data_leaves_no_run_folder(tmp_path, data_dir):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    run_dir = tmp_path / "runs" / "r"
+    for _ in range(2):  # the retry gets the same answer, not "already exists"
+        with pytest.raises(SkullstripError, match="bad.csv: index lacks column"):
+            train(tiny(data=str(bad)), run_dir, progress=False)
+        assert not run_dir.exists()
+
+
+def test_run_that_fails_before_training_leaves_no_folder(tmp_path, data_dir, small_dataset):
+    # The index is fine, a scan in it is not: preprocessing fails after config.yaml was
+    # written. The run folder goes again, so the retry (with the scan fixed) can start.
+    from skullstrip_lib.datasets import index_dataset, write_index
+
+    index = index_dataset(small_dataset)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_text("not an image")
+    index.loc[0, "t1w"] = str(broken)
+    csv = write_index(index, tmp_path / "index.csv")
+    run_dir = tmp_path / "r"
+    with pytest.raises(SkullstripError, match="preprocessing failed for 1 subjects"):
+        train(tiny(data=str(csv)), run_dir, progress=False)
+    assert not run_dir.exists()
+    # A folder that was there (empty) stays, emptied of what the failed start wrote.
+    run_dir.mkdir()
+    with pytest.raises(SkullstripError, match="preprocessing failed"):
+        train(tiny(data=str(csv)), run_dir, progress=False)
+    assert run_dir.is_dir() and not list(run_dir.iterdir())

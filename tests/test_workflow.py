@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -73,7 +74,9 @@ class _FakeWorkflow:
     def __init__(self, todo, calls, threads):
         self.todo, self.calls, self.threads = todo, calls, threads
 
-    def run(self, plugin, plugin_args):
+    def run(self, plugin, plugin_args=None):
+        if not isinstance(plugin, str):  # a plugin object, as nipype's Workflow.run takes it
+            plugin, plugin_args = type(plugin).__name__.removesuffix("Plugin"), plugin.plugin_args
         self.calls.append((plugin, plugin_args.get("n_procs"), self.threads))
         nodes = [SimpleNamespace(name=f"preprocess{i}", result=SimpleNamespace(
                      outputs=SimpleNamespace(result=json.dumps(
@@ -137,3 +140,82 @@ def test_default_workers_without_sched_getaffinity(monkeypatch):
     assert workflow.default_workers() == 6
     monkeypatch.setattr(workflow.os, "cpu_count", lambda: None)  # unknown
     assert workflow.default_workers() == 1
+
+
+# --------------------------------------------------------------------------- signals
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc), its workers."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(c) for c in text]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(("signame", "plugin"), [("SIGTERM", "MultiProc"), ("SIGINT", "MultiProc"),
+                                                 ("SIGTERM", "Linear"), ("SIGINT", "Linear")])
+def test_signal_mid_run_stops_cleanly(small_dataset, tmp_path, signame, plugin):
+    """SIGTERM, or Ctrl-C (SIGINT to the whole process group, as a terminal sends it), to
+    ``skullstrip preprocess`` once its first subject is done: no further subject starts,
+    the workers end with the parent, the .work folder goes, preprocessed.csv lists the
+    finished subjects, and the command says so in one line, exit 128 + the signal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "skullstrip_lib", "preprocess", str(small_dataset), "-o",
+               str(out), "-q", "--plugin", plugin, "--workers", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as in a terminal
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*/*_preproc.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no subject finished in 2 minutes"
+            time.sleep(0.02)
+        workers = _children(proc.pid)
+        sig = getattr(signal, signame)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"skullstrip preprocess: interrupted: {signame}: stopped after ")
+    assert "rerun to go on" in lines[0]
+    assert (len(workers) == 2) == (plugin == "MultiProc")
+    time.sleep(0.5)
+    assert not [w for w in workers if _running(w)]  # ended with their parent
+    assert not list(out.glob(".work-*"))
+    assert not list(out.glob("*/.*"))  # no hidden temporary of a write cut short
+    finished = sorted(p.parent.name for p in out.glob("*/*_preproc.json"))
+    report = pd.read_csv(out / "preprocessed.csv")
+    assert sorted(report["subject"]) == finished  # exactly the finished subjects
+    assert set(report["status"]) == {"done"}
+    assert len(finished) < 4  # the others were not processed after the signal
+    time.sleep(2)  # and nothing goes on writing after the exit
+    assert sorted(p.parent.name for p in out.glob("*/*_preproc.json")) == finished
+    if (signame, plugin) != ("SIGTERM", "MultiProc"):
+        return
+    # A rerun goes on from there.
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    report = pd.read_csv(out / "preprocessed.csv")
+    assert sorted(report["subject"]) == sorted(index_dataset(small_dataset)["subject"])
+    assert set(report.loc[report["subject"].isin(finished), "status"]) == {"skipped"}
