@@ -151,28 +151,32 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # thick dark ring; non-brain tissue of brain-like intensity; a strong, dense bias
     # field; a tight field of view with the neck and the face.
     "skull_base_thin": {
-        "seed": 7015, "kwargs": {**_TYPICAL, "skull_base": "realistic"},
-        "about": "T1, NFBS grid, a realistic skull base: ~1 mm floors under the temporal lobes, "
-                 "orbital roofs and posterior fossa with muscle and fat of grey-matter-like "
-                 "intensity right under them, air cells, clivus, petrous bone, dural folds"},
+        "seed": 7015, "kwargs": {**_TYPICAL, "skull_base": "thin", "warp_mm": 6.0},
+        "about": "T1, NFBS grid, the skull base at its thinnest (~0.5 mm floors under the "
+                 "temporal lobes, orbital roofs and posterior fossa, the cavity hugging the "
+                 "brain) with 35 mm of muscle and fat as grey and as bright as the head's own "
+                 "grey and white matter under it, air cells, clivus, petrous bone, dural "
+                 "folds; anatomy 6 mm away from MNI152 (training: 1-2.5)"},
     "nonbrain_brainlike": {
         "seed": 7016,
-        "kwargs": {**_TYPICAL, "skull_base": "realistic", "nonbrain_labels": 6},
-        "about": "as skull_base_thin, the soft tissue outside the skull split into 6 random "
-                 "classes whose intensities overlap the brain's (SynthStrip-style labels)"},
+        "kwargs": {**_TYPICAL, "skull_base": "realistic", "nonbrain_labels": 6,
+                   "warp_mm": 6.0},
+        "about": "a realistic skull base, the soft tissue outside the skull split into 6 random "
+                 "classes whose intensities overlap the brain's (SynthStrip-style labels), "
+                 "anatomy 6 mm away from MNI152"},
     "bias_strong_base": {
         "seed": 7017,
-        "kwargs": {"skull_base": "realistic", "bias_strength": 0.6, "bias_knots": 8,
-                   "noise_level": 0.025, "blur_mm": 0.3},
+        "kwargs": {"skull_base": "thin", "warp_mm": 6.0, "bias_strength": 0.6,
+                   "bias_knots": 8, "noise_level": 0.025, "blur_mm": 0.3},
         "about": "as skull_base_thin with a bias field of peak gain 1.6 varying over ~7 cm "
                  "(training: 1.1-1.4 over ~12 cm)"},
     "tight_fov_neck_1.5mm": {
         "seed": 7018,
-        "kwargs": {"skull_base": "realistic", "shape": (116, 140, 128),
+        "kwargs": {"skull_base": "thin", "warp_mm": 6.0, "shape": (116, 140, 128),
                    "voxel_size": (1.5, 1.5, 1.5), "orientation": "LAS",
                    "center_mm": (0.0, -20.0, -15.0), "deface": False,
-                   "bias_strength": 0.35, "bias_knots": 7},
-        "about": "realistic skull base, 1.5 mm LAS, a tight 174x210x192 mm field of view "
+                   "bias_strength": 0.35, "bias_knots": 7, "blur_mm": 0.6},
+        "about": "as skull_base_thin at 1.5 mm LAS, a tight 174x210x192 mm field of view "
                  "from the top of the head into the neck, face kept, bias gain 1.35"},
 }
 """Held-out families: name -> ``seed``, ``kwargs`` (:func:`~skullstrip_lib.synth.make_head`

@@ -509,7 +509,8 @@ def test_settings_round_trip_and_groups():
     ({"scale": 0}, "scale"),
     ({"noise_level": float("nan")}, "noise_level"),
     ({"gamma": 0}, "gamma"),
-    ({"skull_base": "thin"}, "skull_base must be one of"),
+    ({"skull_base": "severe"}, "skull_base must be one of"),
+    ({"warp_mm": -1.0}, "warp_mm"),
     ({"nonbrain_labels": 1}, "nonbrain_labels"),
     ({"bias_range": (0.5, 0.2)}, "bias_range"),
     ({"bias_knots": 2}, "bias_knots"),
@@ -615,3 +616,23 @@ def test_realistic_heads_keep_their_draws_across_contrasts():
                                nonbrain_labels=4)
         t1w, mask, _ = arrays(head)
         assert t1w.shape == SMALL["shape"] and mask.sum() > 0 and t1w.max() > 0
+
+
+def test_thin_skull_base_puts_the_brains_own_grey_under_it():
+    # The held-out "thin" anatomy: more of the lowest columns have grey-bright tissue right
+    # under them than in the realistic anatomy, which has more than the uniform shell.
+    uniform = synth.make_head(11, 0, **REALISTIC)
+    thin = synth.make_head(11, 0, **REALISTIC, skull_base="thin")
+    np.testing.assert_array_equal(arrays(uniform)[1], arrays(thin)[1])
+    assert grey_within_6mm_below(thin) > grey_within_6mm_below(uniform) + 0.3
+
+
+def test_warp_sets_how_far_the_anatomy_moves():
+    # The mask of a head warped 6 mm differs from the 1-2.5 mm one's more than two mild ones.
+    base = {**SMALL, "bias_strength": 0.0, "noise_level": 0.0}
+    m1 = arrays(synth.make_head(14, 0, **base, warp_mm=1.0))[1]
+    m2 = arrays(synth.make_head(14, 0, **base, warp_mm=1.5))[1]
+    m6 = arrays(synth.make_head(14, 0, **base, warp_mm=6.0))[1]
+    from skullstrip_lib.metrics import dice
+
+    assert dice(m1, m6) < dice(m1, m2) < 1.0

@@ -14,8 +14,10 @@ template space (so every head's warp carries it):
   (orbital roofs), under the cerebellum (posterior fossa) and over the temporal
   squama, with a smooth random variation of thickness everywhere.
 - **Brain-like soft tissue under the base** (:func:`base_tissue`): a layer of
-  muscle and fat (two classes, split by smooth noise) 5-16 mm deep right under
-  the skull base, whose intensities are drawn in grey- to white-matter ranges.
+  muscle interleaved with fat planes (two classes split by smooth noise of 6-24
+  mm features), 8-35 mm deep, right under the skull base and beside the temporal
+  squama (temporalis), whose intensities are drawn in grey- and white-matter
+  ranges: at a 4 mm grid, grey and bright bands look like cortex.
 - **Skull-base structures** (:func:`_base_structures`, static anatomy placed in
   MNI152 coordinates): sphenoid sinus; ethmoid and mastoid air cells (a honeycomb
   of air and bone); the clivus and the petrous bones (cortical bone around
@@ -42,9 +44,11 @@ from .template import (
     _SOFT,
     _TMPL_LO,
     _TMPL_SHAPE,
+    _block_mean,
     _ellipsoid_r,
     _Level,
     _polyline,
+    _sdf,
     _template,
     _tube_dist,
 )
@@ -80,8 +84,16 @@ def draw_anatomy(rng: np.random.Generator) -> dict[str, float | int]:
         "thin": float(rng.uniform(0.12, 0.30)),  # thickness factor where the skull is thin
         "thick_sd": float(rng.uniform(0.10, 0.35)),  # log-sd of the smooth thickness variation
         "thick_seed": int(rng.integers(2**32)),
-        "base_depth": float(rng.uniform(5.0, 16.0)),  # mm of brain-like tissue under the base
+        "base_depth": float(rng.uniform(8.0, 35.0)),  # mm of brain-like tissue under the base
         "base_seed": int(rng.integers(2**32)),
+        # Muscle interleaved with fat planes every few mm: at the model's 4 mm grid, grey
+        # (muscle) and bright (fat) bands look like cortex around white matter.
+        "base_scale_mm": float(rng.uniform(6.0, 24.0)),
+        "base_fat_share": float(rng.uniform(0.25, 0.55)),
+        # Where the skull is thin, the cranial cavity hugs the brain: the CSF the template's
+        # closed cavity leaves under the temporal lobes and the cerebellum (up to ~8 mm,
+        # dark, a ring the network would learn) shrinks by this fraction.
+        "hug": float(rng.uniform(0.4, 1.0)),
     }
 
 
@@ -90,7 +102,9 @@ class _BaseLevel:
     """Static skull-base maps at one template level (same grid as its :class:`_Level`)."""
 
     thin: np.ndarray  # float32 0..1: how much the skull thins here
+    d_brain: np.ndarray  # float32 signed distance from the brain mask's surface, mm
     labels: np.ndarray  # uint8 structure labels (see STRUCTURES)
+    base_region: np.ndarray  # bool: where brain-like muscle and fat may lie under the skull
 
 
 def _honeycomb(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -152,17 +166,25 @@ def _base_structures() -> tuple[_BaseLevel, ...]:
     shell = ~mask & (d_icv > -3.0) & (d_icv < 1.5)
     lab[shell & (np.abs(x) < 5.0) & ((z > 10.0) | (y < -60.0)) & (z > -25.0)] = _SINUS  # SSS
     lab[shell & (y < -75.0) & (z > -35.0) & (z < -15.0)] = _SINUS  # transverse sinuses
+    # Brain-like muscle and fat: under the skull base (middle cranial and infratemporal
+    # fossae, orbits, under the cerebellum) and beside the temporal squama (temporalis).
+    region = np.broadcast_to(z < _BASE_TOP_MM, _TMPL_SHAPE).copy()
+    for sx in (-1, 1):
+        sl, rr = _ellipsoid_r((sx * 66.0, -5.0, -5.0), (16.0, 42.0, 32.0))
+        region[sl] |= rr <= 1.0
     del x, y, z, free, shell, outside
 
-    levels = [_BaseLevel(thin, lab)]
+    d_brain = _sdf(mask)
+    levels = [_BaseLevel(thin, d_brain, lab, region)]
     pad = [(0, (-s) % 4) for s in _TMPL_SHAPE]
-    cur_t, cur_l = np.pad(thin, pad), np.pad(lab, pad)
+    cur_t, cur_l, cur_r = np.pad(thin, pad), np.pad(lab, pad), np.pad(region, pad)
+    cur_d = np.pad(d_brain, pad, mode="edge")
     for _ in _LEVEL_FACTORS[1:]:
-        s = cur_t.shape
-        cur_t = cur_t.reshape(s[0] // 2, 2, s[1] // 2, 2, s[2] // 2, 2).mean(
-            axis=(1, 3, 5), dtype=np.float32)
+        cur_t, cur_d = _block_mean(cur_t), _block_mean(cur_d)
         cur_l = cur_l[::2, ::2, ::2]
-        levels.append(_BaseLevel(cur_t, np.ascontiguousarray(cur_l)))
+        cur_r = cur_r[::2, ::2, ::2]
+        levels.append(_BaseLevel(cur_t, cur_d, np.ascontiguousarray(cur_l),
+                                 np.ascontiguousarray(cur_r)))
     return tuple(levels)
 
 
@@ -204,6 +226,22 @@ def skull_thickness(lev: _Level, crop: tuple[slice, ...], params: dict) -> np.nd
     return np.clip(k, 0.08, 1.6, out=k)
 
 
+def cavity_distance(lev: _Level, crop: tuple[slice, ...], params: dict) -> np.ndarray:
+    """Signed distance (mm) from the cranial cavity's surface, hugging the brain where thin.
+
+    The template's cavity (the brain closed with an 8 mm ball, grown by 1 mm)
+    leaves CSF under the temporal lobes and the cerebellum; where the skull
+    thins (:data:`_THIN_REGIONS`), the surface moves towards the brain's by the
+    fraction ``params["hug"]``, never inside it (at least 0.5 mm of CSF is kept).
+    """
+    base = _base_structures()[_level_no(lev)]
+    d_icv = lev.d_icv[crop]
+    d_brain = base.d_brain[crop] - np.float32(0.5)
+    w = base.thin[crop] * np.float32(params["hug"])
+    moved = d_icv + w * (np.maximum(d_brain, np.minimum(d_icv, 0)) - d_icv)
+    return np.where(d_icv > 0, np.maximum(moved, d_brain), moved).astype(np.float32)
+
+
 def base_tissue(lev: _Level, crop: tuple[slice, ...], params: dict, d_bone: np.ndarray,
                 d_head: np.ndarray) -> np.ndarray:
     """Brain-like soft tissue right under the skull base: 0 none, 1 muscle, 2 fat (uint8).
@@ -215,12 +253,16 @@ def base_tissue(lev: _Level, crop: tuple[slice, ...], params: dict, d_bone: np.n
     d_head : numpy.ndarray
         Signed distance from the head surface (mm), on the crop.
     """
-    z = lev.origin[2] + lev.spacing * np.arange(crop[2].start, crop[2].stop, dtype=np.float32)
+    region = _base_structures()[_level_no(lev)].base_region[crop]
     labels = lev.labels[crop]
     layer = ((d_bone > 0) & (d_bone < np.float32(params["base_depth"])) & (labels == _SOFT)
-             & (d_head < -3.0) & (z < _BASE_TOP_MM)[None, None, :])
-    split = _smooth_noise(layer.shape, lev.spacing, params["base_seed"], 24.0)
-    out = np.where(layer, np.where(split > 0.3, 2, 1), 0).astype(np.uint8)
+             & (d_head < -3.0) & region)
+    split = _smooth_noise(layer.shape, lev.spacing, params["base_seed"], params["base_scale_mm"])
+    # The fat share sets the threshold on the N(0, 1) noise: P(split > t) = share.
+    from statistics import NormalDist
+
+    t = np.float32(NormalDist().inv_cdf(1.0 - params["base_fat_share"]))
+    out = np.where(layer, np.where(split > t, 2, 1), 0).astype(np.uint8)
     return out
 
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import STRUCTURES, _smooth_noise, base_tissue, skull_thickness, structures
+from .anatomy import (
+    STRUCTURES,
+    _smooth_noise,
+    base_tissue,
+    cavity_distance,
+    skull_thickness,
+    structures,
+)
 from .template import _LABEL_TISSUE, _SOFT, BRAINSTEM_CUT_MM, _Level
 
 # T1 (MPRAGE-like) tissue intensity ranges relative to WM = 1.
@@ -202,7 +209,9 @@ def _template_image(lev: _Level, crop, tis, lay, neck: bool, atrophy: float = 0.
     """
     d_icv = lev.d_icv[crop]
     if anat is not None:
-        # The skull's layers compressed by region: look the profile up at d / k outside the ICV.
+        # The cavity hugs the brain where the skull is thin, and the skull's layers are
+        # compressed by region: look the profile up at d / k outside the cavity.
+        d_icv = cavity_distance(lev, crop, anat)
         k = skull_thickness(lev, crop, anat)
         d_skull = np.where(d_icv > 0, d_icv / k, d_icv)
         tis = {**tis, "dura": tis["dura_r"]}

@@ -161,7 +161,7 @@ def make_head(
         Any field of the three groups by name, over `settings`: ``shape``,
         ``voxel_size``, ``orientation``, ``oblique_deg``, ``center_mm``
         (:class:`~skullstrip_lib.synth.settings.GridSettings`); ``scale``,
-        ``pitch_deg``, ``atrophy``, ``neck``, ``skull_base``
+        ``pitch_deg``, ``atrophy``, ``neck``, ``skull_base``, ``warp_mm``
         (:class:`~skullstrip_lib.synth.settings.AnatomySettings`); ``contrast``,
         ``bias_strength``, ``bias_range``, ``bias_knots``, ``noise_level``,
         ``blur_mm``, ``slice_mm``, ``gamma``, ``deface``, ``nonbrain_labels``
@@ -206,7 +206,7 @@ def make_head(
     # New anatomy and appearance draw from a stream of their own: the draws above
     # stay those of the first generator, so its heads keep their bytes.
     extra_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
-    realistic = anat.skull_base == "realistic"
+    realistic = anat.skull_base in ("realistic", "thin")
 
     # ---- every random draw, in a fixed order --------------------------------
     tis = _draw_tissues(rng, contrast, extra_rng if realistic or app.nonbrain_labels else None)
@@ -255,8 +255,15 @@ def make_head(
     noise_level = drawn_noise if app.noise_level is None else app.noise_level
     blur_mm = drawn_blur if app.blur_mm is None else app.blur_mm
     neck, deface, slice_mm = anat.neck, app.deface, app.slice_mm
+    if anat.warp_mm is not None:
+        elastic_sd = anat.warp_mm
     extra = (draw_anatomy(extra_rng) if realistic else None,
              draw_random_labels(extra_rng, app.nonbrain_labels) if app.nonbrain_labels else None)
+    if anat.skull_base == "thin":
+        # The realistic anatomy at its hardest (held-out tests): the non-brain tissue at the
+        # brain's border is the brain's own grey and white.
+        extra[0].update(thin=0.1, hug=1.0, base_depth=35.0)
+        tis.update(base_muscle=tis["gm"], base_fat=tis["wm"], dura_r=tis["gm"])
 
     # ---- coordinate map: output voxel -> template mm, on a coarse grid ------
     step = 4
