@@ -511,6 +511,7 @@ def test_settings_round_trip_and_groups():
     ({"gamma": 0}, "gamma"),
     ({"skull_base": "severe"}, "skull_base must be one of"),
     ({"warp_mm": -1.0}, "warp_mm"),
+    ({"proportions": (1.0, 1.0, 0.1)}, "proportions must be 3 factors"),
     ({"nonbrain_labels": 1}, "nonbrain_labels"),
     ({"bias_range": (0.5, 0.2)}, "bias_range"),
     ({"bias_knots": 2}, "bias_knots"),
@@ -636,3 +637,13 @@ def test_warp_sets_how_far_the_anatomy_moves():
     from skullstrip_lib.metrics import dice
 
     assert dice(m1, m6) < dice(m1, m2) < 1.0
+
+
+def test_proportions_flatten_the_head():
+    base = {**SMALL, "bias_strength": 0.0, "noise_level": 0.0}
+    height = []
+    for prop in (None, (1.0, 1.0, 0.85)):
+        mask = arrays(synth.make_head(15, 0, **base, proportions=prop))[1]
+        zs = np.nonzero(mask.any(axis=(0, 1)))[0]
+        height.append(zs.max() - zs.min())
+    assert height[1] < height[0]

@@ -161,7 +161,7 @@ def make_head(
         Any field of the three groups by name, over `settings`: ``shape``,
         ``voxel_size``, ``orientation``, ``oblique_deg``, ``center_mm``
         (:class:`~skullstrip_lib.synth.settings.GridSettings`); ``scale``,
-        ``pitch_deg``, ``atrophy``, ``neck``, ``skull_base``, ``warp_mm``
+        ``pitch_deg``, ``atrophy``, ``neck``, ``skull_base``, ``warp_mm``, ``proportions``
         (:class:`~skullstrip_lib.synth.settings.AnatomySettings`); ``contrast``,
         ``bias_strength``, ``bias_range``, ``bias_knots``, ``noise_level``,
         ``blur_mm``, ``slice_mm``, ``gamma``, ``deface``, ``nonbrain_labels``
@@ -257,6 +257,8 @@ def make_head(
     neck, deface, slice_mm = anat.neck, app.deface, app.slice_mm
     if anat.warp_mm is not None:
         elastic_sd = anat.warp_mm
+    if anat.proportions is not None:
+        scale = scale * np.asarray(anat.proportions)
     extra = (draw_anatomy(extra_rng) if realistic else None,
              draw_random_labels(extra_rng, app.nonbrain_labels) if app.nonbrain_labels else None)
     if anat.skull_base == "thin":

@@ -198,6 +198,10 @@ class AnatomySettings:
         of about 4 cm) that makes each head's anatomy its own. None draws it in
         [1, 2.5]; real brains differ from MNI152 after an affine by more,
         5 mm and over in the temporal lobes and cerebellum.
+    proportions : tuple of 3 float or None
+        Factors on the head's left-right, front-back and top-bottom size, on top
+        of `scale` and the 0.96-1.04 drawn per axis: real heads vary in shape
+        (a brain 10 % flatter or longer than MNI152 is common). None: 1, 1, 1.
     """
 
     scale: float | None = None
@@ -206,9 +210,16 @@ class AnatomySettings:
     neck: bool = True
     skull_base: str = "uniform"
     warp_mm: float | None = None
+    proportions: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         _set(self, "warp_mm", _optional("warp_mm", self.warp_mm, 0.0, 20.0))
+        if self.proportions is not None:
+            prop = _floats("proportions", self.proportions)
+            if not all(0.5 <= p <= 2.0 for p in prop):
+                raise ValueError(f"proportions must be 3 factors in [0.5, 2], "
+                                 f"got {self.proportions!r}")
+            _set(self, "proportions", prop)
         _set(self, "scale", _optional("scale", self.scale, 0.0, 3.0, open_lo=True))
         _set(self, "pitch_deg", _optional("pitch_deg", self.pitch_deg, -90.0, 90.0))
         _set(self, "atrophy", _optional("atrophy", self.atrophy, 0.0, 1.0))
