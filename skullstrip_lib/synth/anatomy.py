@@ -12,7 +12,9 @@ template space (so every head's warp carries it):
   compressed to a fraction (drawn per head, 0.12-0.30, so 0.5-2.4 mm in all)
   under the temporal lobes (middle cranial fossa floor), over the orbits
   (orbital roofs), under the cerebellum (posterior fossa) and over the temporal
-  squama, with a smooth random variation of thickness everywhere.
+  squama, with a smooth random variation of thickness everywhere; there the
+  cranial cavity also hugs the brain (:func:`cavity_distance`), so no ring of
+  dark CSF is left where the template's closed cavity had one.
 - **Brain-like soft tissue under the base** (:func:`base_tissue`): a layer of
   muscle interleaved with fat planes (two classes split by smooth noise of 6-24
   mm features), 8-35 mm deep, right under the skull base and beside the temporal
@@ -27,8 +29,13 @@ template space (so every head's warp carries it):
   and transverse sinuses, each with its own random intensity, from CSF-dark to
   brighter than grey matter; and the dura itself drawn from a wider range.
 
-Only what lies outside the brain mask changes: the masks, and so what the
-network is taught to call brain, stay those of the uniform heads.
+``skull_base="thin"`` is the same anatomy at its hardest, for held-out tests
+only: floors of about 0.5 mm, a cavity that hugs the brain fully, 35 mm of
+muscle and fat with the head's own grey- and white-matter intensities.
+
+Only what lies outside the brain mask changes (and a fold in a fissure the mask
+closes over): the masks, and so what the network is taught to call brain, stay
+those of the uniform heads for the same seed.
 """
 
 from __future__ import annotations
