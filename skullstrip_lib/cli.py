@@ -109,8 +109,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- synth
+_SYNTH_OPTIONS = {"shape": "--shape", "voxel_size": "--voxel-size", "orientation": "--orientation",
+                  "oblique_deg": "--oblique", "contrast": "--contrast"}
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import write_nfbs_archive, write_nfbs_dataset
+    from .synth import check_head_kwargs, write_nfbs_archive, write_nfbs_dataset
 
     head_kwargs = {
         "shape": tuple(args.shape),
@@ -120,6 +124,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         "deface": not args.no_deface,
         "contrast": args.contrast,
     }
+    # Every parameter is checked before anything is written: no empty subject folder,
+    # no synth_params.json for a run that cannot make a head.
+    try:
+        check_head_kwargs(head_kwargs)
+    except ValueError as exc:
+        message = str(exc)
+        for name, option in _SYNTH_OPTIONS.items():
+            if message.startswith(name + " "):
+                message = option + message[len(name):]
+        raise SkullstripError(f"{args.out_dir}: {message}") from None
     if args.archive:
         import hashlib
 

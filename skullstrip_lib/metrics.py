@@ -27,6 +27,8 @@ from scipy import ndimage
 
 __all__ = [
     "dice",
+    "dice_by_height",
+    "dice_lowest_third",
     "evaluate_masks",
     "hausdorff95",
     "iou",
@@ -180,6 +182,71 @@ def volume_difference(pred: np.ndarray, ref: np.ndarray,
     pred, ref = _pair(pred, ref)
     voxel_ml = float(np.prod(_spacing(spacing, pred.ndim))) / 1000.0
     return (int(pred.sum()) - int(ref.sum())) * voxel_ml
+
+
+def dice_by_height(pred: np.ndarray, ref: np.ndarray, affine: np.ndarray | None = None,
+                   parts: int = 3) -> list[float]:
+    """Dice in horizontal slabs of the reference's height, bottom to top.
+
+    The reference's extent along the world's inferior-superior axis (RAS+ z of
+    the voxel centres through `affine`) is cut into `parts` equal slabs; the
+    lowest slab also takes everything below the reference, the highest
+    everything above, so a prediction's voxels in the neck count in the lowest
+    slab. Each slab's Dice compares the two masks' voxels in it. Where a brain
+    mask goes wrong on real heads, through the skull base into the fossae,
+    orbits and neck, shows as a low first value while the middle stays high.
+
+    Parameters
+    ----------
+    pred, ref : numpy.ndarray of bool
+        Masks on the same 3D voxel grid.
+    affine : (4, 4) numpy.ndarray or None
+        Voxel-to-world affine of that grid (None: the third voxel axis points up).
+    parts : int
+        Number of slabs (>= 1).
+
+    Returns
+    -------
+    list of float
+        `parts` Dice values, lowest slab first (1.0 for a slab both masks leave
+        empty; an empty reference gives ``[dice(pred, ref)] * parts``).
+
+    Examples
+    --------
+    >>> ref = np.zeros((4, 4, 9), bool); ref[1:3, 1:3, 3:9] = True
+    >>> pred = ref.copy(); pred[1:3, 1:3, 0:3] = True  # a leak below the reference
+    >>> [round(d, 3) for d in dice_by_height(pred, ref)]
+    [0.571, 1.0, 1.0]
+    """
+    pred, ref = _pair(pred, ref)
+    if pred.ndim != 3 or parts < 1:
+        raise ValueError("dice_by_height needs 3D masks and parts >= 1")
+    if not ref.any():
+        return [dice(pred, ref)] * parts
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    # World z of every voxel centre: z = a0 i + a1 j + a2 k + t (separable, no big grid).
+    i, j, k = (np.arange(n, dtype=float) for n in pred.shape)
+    z = (aff[2, 0] * i[:, None, None] + aff[2, 1] * j[None, :, None]
+         + aff[2, 2] * k[None, None, :] + aff[2, 3])
+    z = np.broadcast_to(z, pred.shape)
+    z_ref = z[ref]
+    edges = np.linspace(z_ref.min(), z_ref.max(), parts + 1)[1:-1]
+    slab = np.searchsorted(edges, z, side="right")  # 0 (lowest) .. parts - 1
+    return [dice(pred & (slab == s), ref & (slab == s)) for s in range(parts)]
+
+
+def dice_lowest_third(pred: np.ndarray, ref: np.ndarray,
+                      affine: np.ndarray | None = None) -> float:
+    """Dice in the lowest third of the reference's height (see :func:`dice_by_height`).
+
+    Examples
+    --------
+    >>> ref = np.zeros((4, 4, 9), bool); ref[1:3, 1:3, 3:9] = True
+    >>> pred = ref.copy(); pred[1:3, 1:3, 0:3] = True
+    >>> round(dice_lowest_third(pred, ref), 3)
+    0.571
+    """
+    return dice_by_height(pred, ref, affine, parts=3)[0]
 
 
 def evaluate_masks(pred: np.ndarray, ref: np.ndarray,

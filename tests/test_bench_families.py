@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from skullstrip_lib.io import as_tuples
-from skullstrip_lib.train import SAMPLE_SYNTH, TRAINING_PROFILES, TrainConfig
+from skullstrip_lib.train import REALISTIC_SYNTH, SAMPLE_SYNTH, TRAINING_PROFILES, TrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_families.py"
 # Every profile's synthetic groups (a profile without "synth" trains on SAMPLE_SYNTH).
+# And the next bundled model's groups, not yet a profile's.
 GROUPS = {name: p.get("synth", SAMPLE_SYNTH) for name, p in TRAINING_PROFILES.items()}
+GROUPS["realistic (next default)"] = REALISTIC_SYNTH
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,10 @@ def test_score_mask_of_a_mask_against_itself(bench):
 
     mask = sphere((20, 24, 16), (10, 12, 8), 6.0)
     scores = bench.score_mask(mask, mask, (1.0, 1.2, 2.0))
-    assert scores == {"dice": 1.0, "hd95_mm": 0.0, "volume_err_ml": 0.0}
+    fp_share = scores.pop("fp_low_share")
+    assert scores == {"dice": 1.0, "hd95_mm": 0.0, "volume_err_ml": 0.0, "dice_low": 1.0,
+                      "dice_mid": 1.0, "dice_top": 1.0}
+    assert np.isnan(fp_share)  # no false positives
     # A known difference: 2x2x2 extra voxels of 1x1.2x2 mm (2.4 uL each) = 0.0192 mL.
     bigger = mask.copy()
     bigger[:2, :2, :2] = True
@@ -69,3 +74,26 @@ def test_score_mask_of_a_mask_against_itself(bench):
     assert bench.score_mask(bigger, mask, (1.0, 1.2, 2.0))["volume_err_ml"] == \
         pytest.approx(8 * 2.4e-3)
     assert np.isinf(bench.score_mask(np.zeros_like(mask), mask, 1.0)["hd95_mm"])
+
+
+def test_score_mask_finds_a_leak_below_the_brain(bench):
+    # A leak under the brain (what real heads show through the skull base): the lowest
+    # third's Dice drops, the others stay 1, and every false positive is counted low.
+    from skullstrip_lib.metrics import sphere
+
+    truth = sphere((30, 30, 40), (15, 15, 22), 9.0)
+    pred = truth | sphere((30, 30, 40), (15, 15, 10), 5.0)
+    # The grid's third axis points down (an "I" axis): "low" must follow the world.
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    scores = bench.score_mask(pred[:, :, ::-1], truth[:, :, ::-1], 1.0, flip)
+    assert scores["dice_low"] < 0.9 and scores["dice_mid"] == scores["dice_top"] == 1.0
+    assert scores["fp_low_share"] == 1.0
+
+
+def test_skull_base_families_use_the_realistic_anatomy(bench):
+    names = ["skull_base_thin", "nonbrain_brainlike", "bias_strong_base", "tight_fov_neck_1.5mm"]
+    for name in names:
+        assert bench.FAMILIES[name]["kwargs"]["skull_base"] in ("realistic", "thin")
+        assert bench.missing_setting(bench.FAMILIES[name]["kwargs"]) is None
+    assert bench.missing_setting({"skull_base": "cartoon"}) == \
+        "make_head has no skull_base 'cartoon'"

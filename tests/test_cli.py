@@ -350,3 +350,25 @@ def test_train_with_bad_data_leaves_no_run_folder(tmp_path):
     res = run("train", "--data", str(tmp_path / "missing.csv"), "-o", str(run_dir))
     assert "missing.csv: no such index file or data folder" in one_line(res, "train")
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--voxel-size", "nan", "1", "1"], "--voxel-size must be 3 finite numbers"),
+    (["--voxel-size", "1", "inf", "1"], "--voxel-size must be 3 finite numbers"),
+    (["--voxel-size", "0", "1", "1"], "--voxel-size must be positive"),
+    (["--shape", "1", "1", "1"], "--shape (1, 1, 1) is too small for a head"),
+    (["--shape", "4096", "4096", "4096"], "voxels, more than"),
+    (["--orientation", "RAX"], "--orientation must be three axis codes"),
+])
+@pytest.mark.parametrize("archive", [False, True])
+def test_synth_bad_parameters_are_one_line_and_write_nothing(tmp_path, capsys, args, problem,
+                                                             archive):
+    # Issue 18: a traceback (nan voxel size), a success (1x1x1), or an empty subject folder
+    # and a synth_params.json left behind; now one line, exit 1, nothing written.
+    out = tmp_path / "out"
+    argv = ["synth", str(out), "--subjects", "2", "-q", *args] + (["--archive"] if archive else [])
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"skullstrip synth: error: {out}: ")
+    assert problem in lines[0]
+    assert not out.exists()

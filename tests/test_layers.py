@@ -75,6 +75,13 @@ def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str, list[str]]]:
     return found
 
 
+def same_subpackage(this: str, target: str) -> bool:
+    """Two modules of one subpackage (e.g. ``skullstrip_lib.synth.head`` and
+    ``skullstrip_lib.synth.template``): one idea split in files, which share private names."""
+    a, b = this.split("."), target.split(".")
+    return len(a) >= 2 and len(b) >= 3 and a[:2] == b[:2] and a[1] != "lessons"
+
+
 def problems(path: Path, root: Path = ROOT) -> list[str]:
     """What is wrong with one module's imports, one line each."""
     this, where = module_name(path, root), path.relative_to(root)
@@ -84,11 +91,11 @@ def problems(path: Path, root: Path = ROOT) -> list[str]:
             found.append(f"{where}:{line}: {this} (layer {layer(this)}) imports {target} "
                          f"(layer {layer(target)}), against the data flow")
         private = [n for n in names if n.startswith("_") and n != "__version__"]
-        if private and target != this:
+        if private and target != this and not same_subpackage(this, target):
             found.append(f"{where}:{line}: imports the private {', '.join(private)} of {target}")
     # module._name through an imported module, e.g. "from . import viz; viz._pyplot()"
     modules = {target.rpartition(".")[2] for _, target, names in imports(path, root)
-               if not names}
+               if not names and not same_subpackage(this, target)}
     for node in ast.walk(ast.parse(path.read_text())):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id in modules and node.attr.startswith("_")
@@ -121,8 +128,16 @@ def test_the_checker_finds_each_kind_of_problem(tmp_path):
     (pkg / "datasets.py").write_text("from . import viz\nviz._png(None)\n")
     (pkg / "inference.py").write_text("from .lessons import mri\n")
     (pkg / "evaluate.py").write_text("from .io import load_scan\nfrom . import metrics\n")
+    # A subpackage's modules share private names; other modules may not take them.
+    (pkg / "synth").mkdir()
+    (pkg / "synth" / "__init__.py").write_text("")
+    (pkg / "synth" / "grid.py").write_text("def _rotation():\n    pass\n")
+    (pkg / "synth" / "head.py").write_text("from .grid import _rotation\nfrom . import grid\n"
+                                           "grid._rotation()\n")
+    (pkg / "preprocess.py").write_text("from .synth.grid import _rotation\n")
     assert [len(problems(pkg / f"{m}.py", tmp_path)) for m in
-            ("metrics", "io", "datasets", "inference", "evaluate")] == [1, 2, 2, 1, 0]
+            ("metrics", "io", "datasets", "inference", "evaluate", "synth/head",
+             "preprocess")] == [1, 2, 2, 1, 0, 0, 1]
     assert "against the data flow" in problems(pkg / "metrics.py", tmp_path)[0]
     assert "private _png" not in problems(pkg / "datasets.py", tmp_path)[1]
     assert "viz._png" in problems(pkg / "datasets.py", tmp_path)[1]

@@ -101,3 +101,24 @@ def test_sphere_known_sizes():
     a = metrics.sphere((120, 80, 80), (45, 40, 40), 25.0)
     b = metrics.sphere((120, 80, 80), (70, 40, 40), 25.0)
     assert metrics.dice(a, b) == pytest.approx(5 / 16, abs=0.01)
+
+
+def test_dice_by_height_known_answers_and_world_axis():
+    ref = np.zeros((6, 6, 12), bool)
+    ref[1:5, 1:5, 3:12] = True  # 9 slices: 3 per third
+    pred = ref.copy()
+    pred[1:5, 1:5, 0:3] = True  # 3 slices of leak below the reference
+    assert metrics.dice_by_height(pred, ref) == pytest.approx([2 * 3 / (6 + 3), 1.0, 1.0])
+    assert metrics.dice_lowest_third(pred, ref) == pytest.approx(2 / 3)
+    # The slabs follow the world's up, not the voxel order: flip the third axis (an "I"
+    # axis in the affine) and the same leak still lands in the lowest slab.
+    flip = np.diag([1.0, 1.0, -1.0, 1.0])
+    assert metrics.dice_by_height(pred[:, :, ::-1], ref[:, :, ::-1], flip) == pytest.approx(
+        [2 / 3, 1.0, 1.0])
+    # Any number of slabs; an empty reference gives plain Dice everywhere.
+    assert metrics.dice_by_height(ref, ref, parts=4) == [1.0] * 4
+    empty = np.zeros_like(ref)
+    assert metrics.dice_by_height(empty, empty) == [1.0, 1.0, 1.0]
+    assert metrics.dice_by_height(pred, empty) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        metrics.dice_by_height(pred[0], ref[0])
