@@ -547,7 +547,8 @@ percentile of the scan)``, the air being the voxels on the scan's border
 outside the mask. Air is the darkest thing in every MR contrast the model was
 trained on (T1, T2 and random remappings of them): synthetic heads measure
 0.3-0.8, a head with negated intensities about 0. Below this the scan is
-refused: the model cannot read it."""
+refused: the model cannot read it. (An empty mask, or one that covers the
+whole border, has no contrast to measure: the volume check judges it.)"""
 UNCERTAIN_BAND = (0.1, 0.9)
 """Probabilities between these are *uncertain* voxels (see :func:`assess`)."""
 CONFIDENCE_FLOOR = 0.7
@@ -633,13 +634,14 @@ def assess(scan: Scan, prediction: Prediction, threshold: float) -> dict:
 
 
 def _check_head(path: Path, contrast: float) -> None:
-    if not contrast >= MIN_HEAD_CONTRAST:
-        measured = "no brain to compare" if np.isnan(contrast) else f"contrast {contrast:.2f}"
+    # NaN: nothing to compare (an empty mask, or one over the whole border), which the
+    # volume check judges; a measured contrast below the floor is not a head it can read.
+    if contrast < MIN_HEAD_CONTRAST:
         raise InvalidInputError(
             path, f"does not look like a head the model can read: the brain is not brighter "
-                  f"than the air around the head ({measured}, at least {MIN_HEAD_CONTRAST:g} "
-                  "expected; inverted or negated intensities?); nothing written "
-                  "(--no-head-check accepts it)")
+                  f"than the air around the head (contrast {contrast:.2f}, at least "
+                  f"{MIN_HEAD_CONTRAST:g} expected; inverted or negated intensities?); "
+                  "nothing written (--no-head-check accepts it)")
 
 
 def _output_dtype(scan: Scan) -> np.dtype:
@@ -701,7 +703,12 @@ def is_output_name(path: str | os.PathLike) -> bool:
     return scan_name(path).endswith(OUTPUT_ENDINGS)
 
 
-def _expand(scans: Iterable[str | os.PathLike]) -> tuple[list[Path | BidsScan], list[Path]]:
+def _expand(scans: Iterable[str | os.PathLike]) -> list[Path | BidsScan]:
+    """The scans to process (BIDS scans as :class:`~skullstrip_lib.bids.BidsScan`)."""
+    return _collect(scans)[0]
+
+
+def _collect(scans: Iterable[str | os.PathLike]) -> tuple[list[Path | BidsScan], list[Path]]:
     """The scans to process (BIDS scans as :class:`BidsScan`), and the folders' skipped outputs."""
     out: list[Path | BidsScan] = []
     skipped: list[Path] = []
@@ -849,17 +856,23 @@ def _commit(staged: list[tuple[Path, Path]], overwrite: bool) -> None:
                     if overwrite:
                         final.unlink(missing_ok=True)  # a stale .mat would override the affine
                     continue
-                if overwrite:
-                    os.replace(tmp, final)
-                else:
-                    try:  # a hard link fails if the file appeared meanwhile: no clobbering
-                        os.link(tmp, final)
-                    except FileExistsError:
-                        raise OutputExistsError(f"{final}: already exists (use overwrite to "
-                                                "replace it)") from None
-                    except OSError:  # file systems without hard links
+                try:
+                    if overwrite:
                         os.replace(tmp, final)
-                    tmp.unlink(missing_ok=True)
+                    else:
+                        try:  # a hard link fails if the file appeared meanwhile: no clobbering
+                            os.link(tmp, final)
+                        except FileExistsError:
+                            raise OutputExistsError(f"{final}: already exists (use overwrite "
+                                                    "to replace it)") from None
+                        except OSError:  # file systems without hard links
+                            os.replace(tmp, final)
+                        tmp.unlink(missing_ok=True)
+                except OSError as exc:
+                    if isinstance(exc, SkullstripError):
+                        raise
+                    raise SkullstripError(f"{final}: cannot write it ({exc.strerror or exc}); "
+                                          "nothing written for this scan") from None
                 done.append(final)
         except BaseException:
             for f in done:
@@ -910,7 +923,6 @@ def _write(t: dict, scan: Scan, mask: np.ndarray, qc: Callable[..., Path] | None
         tmp = stage(t["sidecar"])
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(sidecar, encoding="utf-8")
-        current = t["brainmask"]
         _commit(staged, overwrite)
     except OSError as exc:
         if isinstance(exc, SkullstripError):
@@ -1024,7 +1036,7 @@ def strip(
 
     from tqdm.auto import tqdm
 
-    items, skipped = _expand([scans] if isinstance(scans, (str, os.PathLike)) else scans)
+    items, skipped = _collect([scans] if isinstance(scans, (str, os.PathLike)) else scans)
     out_dir = Path(out_dir)
     targets = _plan(items, out_dir, qc=qc is not None, overwrite=overwrite)
     if skipped:
@@ -1050,10 +1062,10 @@ def strip(
             mask = prediction.mask
             volume = float(np.count_nonzero(mask) * np.prod(scan.zooms) / 1000.0)
             quality = assess(scan, prediction, model.threshold)
-            if check_head:
-                _check_head(t["scan"], quality["contrast"])
             if check_volume:
                 _check_volume(t["scan"], volume)
+            if check_head:
+                _check_head(t["scan"], quality["contrast"])
             if t["bids"] is not None and not (out_dir / DESCRIPTION).exists():
                 description = dataset_description(model.name, model.threshold)
                 atomic_write_text(out_dir / DESCRIPTION, json.dumps(description, indent=1) + "\n",
