@@ -165,7 +165,7 @@ class BrainModel:
                                                  f"{(*batch.shape, 1)}")
         out = out[..., 0]
         if self.flip_lr:
-            out[1] = out[1][::-1]
+            out[1] = out[1][::-1].copy()  # the mirror's answer, mirrored back
         check_probabilities(out, self.source)
         return out
 
