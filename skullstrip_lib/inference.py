@@ -732,10 +732,11 @@ def _collect(scans: Iterable[str | os.PathLike]) -> tuple[list[Path | BidsScan],
             out.extend(found)
         else:
             out.append(p)
-    kinds = {isinstance(x, BidsScan) for x in out}
-    if len(kinds) > 1:
-        raise SkullstripError("a BIDS dataset cannot be mixed with other scans in one run "
-                              "(its results form a BIDS-derivatives dataset of their own)")
+    roots = [x.root for x in out if isinstance(x, BidsScan)]
+    if roots and len(roots) < len(out):
+        raise SkullstripError(f"{roots[0]}: a BIDS dataset cannot be mixed with other scans "
+                              "in one run (its results form a BIDS-derivatives dataset of "
+                              "their own)")
     return out, skipped
 
 

@@ -630,6 +630,35 @@ def test_bids_output_folder_holding_another_dataset_is_refused(bids_raw, tmp_pat
 
 
 def test_a_bids_dataset_cannot_be_mixed_with_other_scans(bids_raw, small_heads, tmp_path):
-    with pytest.raises(SkullstripError, match="a BIDS dataset cannot be mixed with other scans"):
+    with pytest.raises(SkullstripError, match=rf"^{bids_raw}: a BIDS dataset cannot be mixed "
+                                              "with other scans"):
         inference.strip([bids_raw, small_heads[1][0]], tmp_path / "out", fake_model(),
                         progress=False)
+
+
+@pytest.mark.parametrize("case", ["output-is-input", "collision", "unwritable", "bids-inside",
+                                  "bids-mixed"])
+def test_cli_refusals_before_any_work_are_one_line(small_heads, bids_raw, tmp_path, capsys,
+                                                   case):
+    from skullstrip_lib.cli import main
+
+    a, b = copy_heads(small_heads, tmp_path / "D")
+    (tmp_path / "file").write_text("x")
+    args, named = {
+        "output-is-input": ([str(a), str(b.rename(tmp_path / "D" / "s0_brain.nii.gz")), "-o",
+                             str(tmp_path / "D"), "--overwrite"], tmp_path / "D/s0_brain.nii.gz"),
+        "collision": ([str(a), str(copy_heads(small_heads, tmp_path / "E")[0]), "-o",
+                       str(tmp_path / "out")], tmp_path / "out/s0_brainmask.nii.gz"),
+        "unwritable": ([str(a), "-o", str(tmp_path / "file" / "out")], tmp_path / "file/out"),
+        "bids-inside": ([str(bids_raw), "-o", str(bids_raw / "sub-01")], bids_raw / "sub-01"),
+        "bids-mixed": ([str(bids_raw), str(a), "-o", str(tmp_path / "out")], bids_raw),
+    }[case]
+    files = {p: p.read_bytes() for p in (*tmp_path.rglob("*"), *bids_raw.rglob("*"))
+             if p.is_file()}
+    assert main(["predict", *args, "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"skullstrip predict: error: {named}: ")
+    assert {p: p.read_bytes() for p in (*tmp_path.rglob("*"), *bids_raw.rglob("*"))
+            if p.is_file()} == files
+    assert not (tmp_path / "out").exists()
