@@ -167,7 +167,7 @@ class BrainModel:
         if self.flip_lr:
             out[1] = out[1][::-1].copy()  # the mirror's answer, mirrored back
         check_probabilities(out, self.source)
-        return out
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Brain probability for one volume on the model grid, shape ``config.shape``.
@@ -179,8 +179,15 @@ class BrainModel:
         return looks[0] if len(looks) == 1 else 0.5 * (looks[0] + looks[1])
 
 
+PROBABILITY_ROUNDING = 1e-5
+"""How far beyond [0, 1] a network's output may stray by float32 rounding (then clipped)."""
+
+
 def check_probabilities(probability: np.ndarray, where: str) -> None:
     """Refuse a network output that is not a probability map: NaN, inf, or outside [0, 1].
+
+    Values within :data:`PROBABILITY_ROUNDING` of [0, 1] are float32 rounding
+    of a sigmoid and pass.
 
     A broken network (a NaN weight, a missing sigmoid) would otherwise give an
     empty mask or one of the whole field of view, which a disabled volume
@@ -199,8 +206,9 @@ def check_probabilities(probability: np.ndarray, where: str) -> None:
         raise InvalidInputError(where, f"the network's output holds {bad} non-finite values "
                                        "(NaN or inf): not a probability map; nothing written")
     lo, hi = float(probability.min()), float(probability.max())
-    if lo < 0.0 or hi > 1.0:
-        raise InvalidInputError(where, f"the network's output spans {lo:.3g} to {hi:.3g}, "
+    # A float32 sigmoid can round to a hair beyond 1 (or 0): that is rounding, not a fault.
+    if lo < -PROBABILITY_ROUNDING or hi > 1.0 + PROBABILITY_ROUNDING:
+        raise InvalidInputError(where, f"the network's output spans {lo:.6g} to {hi:.6g}, "
                                        "outside [0, 1]: not a probability map (a missing "
                                        "sigmoid?); nothing written")
 

@@ -662,3 +662,12 @@ def test_cli_refusals_before_any_work_are_one_line(small_heads, bids_raw, tmp_pa
     assert {p: p.read_bytes() for p in (*tmp_path.rglob("*"), *bids_raw.rglob("*"))
             if p.is_file()} == files
     assert not (tmp_path / "out").exists()
+
+
+def test_float32_rounding_of_a_sigmoid_is_not_a_fault():
+    # The bundled network gives 1.0000001 on some heads: rounding, clipped into [0, 1].
+    model = fake_model(lambda batch: np.full_like(batch, np.float32(1.0000001)))
+    looks = model.looks(np.zeros((48, 64, 80), np.float32))
+    assert looks.max() == 1.0
+    with pytest.raises(InvalidInputError, match=r"output spans 1.001 to 1.001, outside \[0, 1\]"):
+        fake_model(lambda batch: np.full_like(batch, 1.001)).looks(np.zeros((48, 64, 80)))
