@@ -554,8 +554,9 @@ The contrast is ``(median in the mask - median of the air) / (99th - 1st
 percentile of the scan)``, the air being the voxels on the scan's border
 outside the mask. Air is the darkest thing in every MR contrast the model was
 trained on (T1, T2 and random remappings of them): synthetic heads measure
-0.3-0.8, a head with negated intensities about 0. Below this the scan is
-refused: the model cannot read it. (An empty mask, or one that covers the
+0.3-0.8, heads with negated intensities -0.22 to 0
+(``benchmarks/bench_confidence.py``). Below this the scan is refused: the
+model cannot read it. (An empty mask, or one that covers the
 whole border, has no contrast to measure: the volume check judges it.)"""
 UNCERTAIN_BAND = (0.1, 0.9)
 """Probabilities between these are *uncertain* voxels (see :func:`assess`)."""
@@ -616,8 +617,9 @@ def assess(scan: Scan, prediction: Prediction, threshold: float) -> dict:
     * ``confidence``: the lower of the two (``certainty`` alone without
       flip); ``low_confidence`` when under :data:`CONFIDENCE_FLOOR` (0.7).
 
-    Synthetic heads the bundled model segments well (Dice 0.93-0.98) score
-    0.84-0.92; the same heads with negated intensities 0.28-0.49.
+    The 45 benchmark family heads, which the bundled model segments with Dice
+    0.94-0.98, score 0.82-0.93; negated heads 0.28-0.65
+    (``benchmarks/bench_confidence.py``).
 
     Returns
     -------

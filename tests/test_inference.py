@@ -355,8 +355,8 @@ def test_cli_sigterm_during_predict_writes_both_outputs_or_neither(small_heads, 
                             "s0_qc.png"]
 
 
-# Known answers of the bundled model on 2 mm synthetic heads (measured: confidence
-# 0.84-0.92 on heads it segments with Dice 0.93-0.98; negated heads 0.28-0.49).
+# Known answers of the bundled model on synthetic heads (benchmarks/bench_confidence.py:
+# confidence 0.82-0.93 on heads it segments with Dice 0.94-0.98; negated heads 0.28-0.65).
 @needs_default
 @pytest.mark.parametrize("head", [{"index": 4}, {"index": 2, "contrast": "t2"},
                                   {"index": 3, "contrast": "mixed"}])
