@@ -636,7 +636,7 @@ def assess(scan: Scan, prediction: Prediction, threshold: float) -> dict:
     if len(prediction.looks) == 2:
         a, b = prediction.looks[0] >= threshold, prediction.looks[1] >= threshold
         total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-        flip_dice = 2.0 * np.count_nonzero(a & b) / total if total else 0.0
+        flip_dice = float(2.0 * np.count_nonzero(a & b) / total) if total else 0.0
     confidence = certainty if flip_dice is None else min(certainty, flip_dice)
     return {"contrast": head_contrast(scan.data, prediction.mask), "certainty": certainty,
             "flip_dice": flip_dice, "confidence": float(confidence),
