@@ -7,8 +7,8 @@ pipeline, data flowing one way:
 → ``io`` (validated loading, RAS, writing back) → ``preprocess`` (N4, model
 grid, normalisation) and ``workflow`` (the batch run in nipype) → ``data``
 (tf.data, augmentation) → ``model``, ``losses`` → ``train`` → ``inference``
-(native-space prediction) → ``evaluate``. ``metrics`` and ``viz`` serve all;
-``cli`` sits on top.
+(native-space prediction; ``bids`` names its BIDS inputs and outputs) →
+``evaluate``. ``metrics`` and ``viz`` serve all; ``cli`` sits on top.
 
 Importing the package is cheap: submodules are imported when first used, and
 TensorFlow is never imported here.
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics", "model",
+    "bids", "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics",
+    "model",
     "mri", "notebook", "preprocess", "synth", "train", "viz", "workflow",
 )
 
@@ -30,6 +31,7 @@ __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import (  # noqa: F401
+        bids,
         data,
         datasets,
         errors,

@@ -15,7 +15,11 @@ interpolation, threshold, keep the largest connected component and fill holes.
 :func:`strip` wraps it for files: for each scan (NIfTI, MGH/MGZ, Analyze or
 MINC) it writes ``<name>_brainmask`` and ``<name>_brain`` in the scan's own
 format (NIfTI for MINC) with its shape, affine, header and data type, after
-checking that the scan can hold a head and that the mask can be a brain.
+checking that the scan can hold a head and that the mask can be a brain, with a
+JSON sidecar holding the volume and a confidence (:func:`assess`: how sure the
+network was and how well it agreed with itself on the mirrored scan). Every
+output path is planned before any work, so an output is never an input; a BIDS
+dataset gives a BIDS-derivatives dataset (:mod:`skullstrip_lib.bids`).
 """
 
 from __future__ import annotations
