@@ -61,7 +61,9 @@ __all__ = [
     "NFBS_SIZE",
     "NFBS_URL",
     "SPLITS",
+    "SUBJECT_ID",
     "IndexExistsError",
+    "check_subject_id",
     "fetch_nfbs",
     "find_subjects",
     "get_data_dir",
@@ -93,6 +95,12 @@ INDEX_COLUMNS = ("subject", "t1w", "brainmask", "brain", "split")
 SPLITS = ("train", "val", "test")
 NFBS_SESSION = "NFB3"
 _KINDS = ("t1w", "brainmask", "brain")
+SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]+")
+"""What a subject id may be: a label of letters, digits, ``-`` and ``_``, never a path.
+
+Output paths are built from ids (``OUT/<id>/<id>_T1w.nii.gz``): an id such as
+``..``, ``""``, ``.`` or ``/data/A1/sub-A1_ses-NFB3`` would write outside the
+output folder, into its root, or over the raw scan itself."""
 _SUFFIX = {"t1w": "", "brainmask": "_brainmask", "brain": "_brain"}
 _FILE_RE = re.compile(
     r"^sub-(?P<subject>[A-Za-z0-9]+)_ses-(?P<session>[A-Za-z0-9]+)_T1w"
@@ -1335,6 +1343,24 @@ def index_dataset(
     return df
 
 
+def check_subject_id(subject: object, where: str | os.PathLike | None = None) -> str:
+    """``subject`` if it is a subject id (:data:`SUBJECT_ID`), else a one-line error.
+
+    Examples
+    --------
+    >>> check_subject_id("A00028185")
+    'A00028185'
+    >>> check_subject_id("../ESCAPED", "index.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.InvalidInputError: index.csv: subject '../ESCAPED' is not a subject id ...
+    """
+    if not isinstance(subject, str) or not SUBJECT_ID.fullmatch(subject):
+        raise InvalidInputError(where, f"subject {subject!r} is not a subject id (letters, "
+                                       "digits, '-' and '_' only; never a path)")
+    return subject
+
+
 def _check_index_columns(df: pd.DataFrame, where: str | os.PathLike | None) -> None:
     missing = [c for c in INDEX_COLUMNS if c not in df.columns]
     if missing:
@@ -1434,6 +1460,8 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
         raise InvalidInputError(source, f"not a CSV index ({_one_line(exc, 150)})") from None
     _check_index_columns(df, source)
     df = df.loc[:, list(INDEX_COLUMNS)].copy()
+    for subject in df["subject"]:  # ids build output paths: labels only (issue 18)
+        check_subject_id(subject, source)
     base = source.resolve().parent
     for kind in _KINDS:
         df[kind] = [str(p) if Path(p).is_absolute() else str(base / p) for p in df[kind]]
