@@ -463,7 +463,8 @@ def predict(scan: Scan, model: BrainModel) -> Prediction:
     return Prediction(mask=mask, probability=probability, looks=looks, grid=grid)
 
 
-def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray, ModelGrid]:
+def predict_mask(scan: Scan, model: BrainModel, *,
+                 return_prob: bool = False) -> np.ndarray | Prediction:
     """The brain mask of a scan, on the scan's RAS grid.
 
     Parameters
@@ -472,16 +473,17 @@ def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray,
         From :func:`skullstrip_lib.io.load_scan`.
     model : BrainModel
         From :func:`load_model`.
+    return_prob : bool
+        Also return what the mask came from: the network's probabilities on the
+        model grid and the grid itself (as DIPY's ``predict(..., return_prob=True)``).
 
     Returns
     -------
-    mask : numpy.ndarray of bool
-        Shape ``scan.image.shape`` (RAS order; :func:`skullstrip_lib.io.save_like`
-        writes it in the file's own order).
-    probability : numpy.ndarray of float32
-        The network's output on the model grid, shape ``model.config.shape``.
-    grid : ModelGrid
-        The model grid placed on this scan.
+    numpy.ndarray of bool, or Prediction
+        The mask, shape ``scan.image.shape`` (RAS order;
+        :func:`skullstrip_lib.io.save_like` writes it in the file's own order).
+        With ``return_prob``, a :class:`Prediction`: ``.mask``, ``.probability``
+        (shape ``model.config.shape``), ``.looks`` and ``.grid``.
 
     Raises
     ------
@@ -490,7 +492,7 @@ def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray,
         :func:`check_probabilities`).
     """
     result = predict(scan, model)
-    return result.mask, result.probability, result.grid
+    return result if return_prob else result.mask
 
 
 def probability_to_mask(probability: np.ndarray, grid: ModelGrid,

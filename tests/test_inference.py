@@ -109,11 +109,11 @@ def test_onnx_and_keras_give_the_same_mask(tiny_run, tmp_path):
     scan = inference.load_scan(path)
     onnx_model = inference.load_model(tiny_run / "export")
     keras_model = inference.load_model(keras_file)
-    p_onnx = inference.predict_mask(scan, onnx_model)[1]
-    p_keras = inference.predict_mask(scan, keras_model)[1]
+    p_onnx = inference.predict_mask(scan, onnx_model, return_prob=True).probability
+    p_keras = inference.predict_mask(scan, keras_model, return_prob=True).probability
     np.testing.assert_allclose(p_onnx, p_keras, atol=1e-3)
-    m_onnx = inference.predict_mask(scan, onnx_model)[0]
-    m_keras = inference.predict_mask(scan, keras_model)[0]
+    m_onnx = inference.predict_mask(scan, onnx_model)
+    m_keras = inference.predict_mask(scan, keras_model)
     assert np.mean(m_onnx != m_keras) < 1e-4
 
 
