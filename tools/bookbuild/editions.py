@@ -204,8 +204,8 @@ def plain_markdown(text: str, *, chapters: str = "colab") -> str:
     >>> print(plain_markdown("```{exercise}\\n:label: ex-1\\nWhy is a {term}`voxel` small?\\n```"))
     **Exercise (ex-1).** Why is a voxel small?
     <BLANKLINE>
-    >>> plain_markdown("Build it with {py:func}`unet.build_unet <skullstrip_lib.model.build_unet>`.")
-    'Build it with `unet.build_unet`.'
+    >>> plain_markdown("Use {py:func}`unet.build_unet <skullstrip_lib.model.build_unet>`.")
+    'Use `unet.build_unet`.'
     >>> plain_markdown("See [chapter 8](08_evaluation.ipynb).", chapters="relative")
     'See [chapter 8](08_evaluation.ipynb).'
     """
