@@ -805,7 +805,8 @@ def _plan(items: list[Path | BidsScan], out_dir: Path, *, qc: bool,
                                           "would both be written here; nothing written")
                 seen[k] = t["scan"]
                 if not overwrite and f.exists():
-                    raise OutputExistsError(f"{f}: already exists (use overwrite to replace it)")
+                    raise OutputExistsError(f"{f}: already exists (--overwrite, or "
+                                            "overwrite=True, replaces it)")
     return targets
 
 
