@@ -18,6 +18,14 @@ __all__ = ["DOCS", "fill_doc"]
 F = TypeVar("F", bound=Callable)
 
 DOCS: dict[str, str] = {
+    # Keras metrics (skullstrip_lib.losses)
+    "score_params": """\
+threshold : float
+    A voxel is brain when its probability is above this, in [0, 1].
+name : str, optional
+    Name in Keras's logs (default: the score's short name).
+dtype : str, optional
+    Keras's dtype policy; the sums are kept in float32 whatever it is.""",
     # The "build it yourself" checks (skullstrip_lib.lessons.checks): one frame, one text.
     "check_params": """\
 func : callable

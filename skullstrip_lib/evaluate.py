@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SkullstripError
-from .inference import META_FILE, BrainModel, load_model, predict_mask, probability_to_mask
+from .inference import META_FILE, BrainModel, as_model, predict_mask, probability_to_mask
 from .io import Scan, atomic_write_text, load_mask, load_scan
 from .metrics import dice, evaluate_masks
 from .preprocess import ModelGrid
@@ -98,8 +98,7 @@ def predict_subjects(
     from tqdm.auto import tqdm
 
     index = select_split(index, split)
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     for row in tqdm(list(index.itertuples(index=False)), desc="evaluate", unit="subject",
                     disable=not progress):
         scan = load_scan(row.t1w)
@@ -182,8 +181,7 @@ def calibrate_threshold(
     """
     import json
 
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     if not all(0.0 < t < 1.0 for t in thresholds):
         raise ValueError(f"thresholds must lie in (0, 1), got {thresholds}")
     scores = []

@@ -85,6 +85,7 @@ __all__ = [
     "UNCERTAIN_BAND",
     "BrainModel",
     "Prediction",
+    "as_model",
     "assess",
     "bundled_models",
     "check_probabilities",
@@ -392,6 +393,31 @@ def load_model(model: str | os.PathLike = "default", *, device: str = "cpu") -> 
         raise InvalidInputError(weights, "expected a .onnx or .keras model file")
     return BrainModel(name=str(model), config=config, run=run, threshold=threshold, meta=meta,
                       flip_lr=tta == "flip_lr", path=weights)
+
+
+def as_model(model: str | os.PathLike | BrainModel) -> BrainModel:
+    """A loaded model as it is, anything else through :func:`load_model`.
+
+    What every function taking ``model`` does first, so that a chapter can pass
+    a name or a folder, or a model it loaded once for many calls.
+
+    Parameters
+    ----------
+    model : str, path-like or BrainModel
+        A :class:`BrainModel`, or what :func:`load_model` takes.
+
+    Returns
+    -------
+    BrainModel
+        ``model`` itself when it is one (not copied).
+
+    Examples
+    --------
+    >>> m = as_model("default")
+    >>> m.name, as_model(m) is m
+    ('default', True)
+    """
+    return model if isinstance(model, BrainModel) else load_model(model)
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
@@ -1063,8 +1089,7 @@ def strip(
         warnings.warn(f"{skipped[0].parent}: skipped {len(skipped)} files named like results "
                       f"of skullstrip, not scans ({names})", InputWarning, stacklevel=2)
     _check_writable(out_dir)
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
 
     results = []
     with _terminate_as_interrupt():

@@ -118,6 +118,28 @@ def _stopped_by_signals(state: _Signals) -> Iterator[None]:
             log.disabled = was
 
 
+@contextlib.contextmanager
+def _nipype_offline() -> Iterator[None]:
+    """The one place this package quietens nipype's network check, for one run.
+
+    nipype asks GitHub for its newest version when it is imported in an
+    interactive session and whenever an interface is made, unless the
+    environment holds ``NIPYPE_NO_ET`` (its only switch). A preprocessing run
+    must not wait on the network, so :func:`run_preprocessing` imports and runs
+    nipype inside this block: it sets the variable if the user has not, and
+    removes it again at the end, leaving the environment as it found it.
+    (``preprocess``'s ANTs path has a line of its own doing the same.)
+    """
+    if "NIPYPE_NO_ET" in os.environ:  # the user's choice stands
+        yield
+        return
+    os.environ["NIPYPE_NO_ET"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("NIPYPE_NO_ET", None)
+
+
 def _plugin(name: str, plugin_args: dict):
     """The nipype plugin object ``Workflow.run(plugin=name)`` would make (we keep a hold on
     ``MultiProc``'s process pool, to end it on a signal)."""
@@ -236,7 +258,6 @@ def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite, thr
 
 def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrite: bool,
            work_dir: Path, threads: int = 0):
-    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     from nipype import Node, Workflow, logging
     from nipype.interfaces.utility import Function, IdentityInterface
 
@@ -384,7 +405,7 @@ def run_preprocessing(
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
         runner = None
         try:
-            with _stopped_by_signals(signals):
+            with _stopped_by_signals(signals), _nipype_offline():
                 runner = _plugin(plugin, args)
                 graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
                     plugin=runner)

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 
 from ..evaluate import evaluate
-from ..inference import BrainModel, load_model
+from ..inference import BrainModel, as_model
 from ..preprocess import PreprocessConfig
 
 DRIFT_CONDITIONS: dict[str, dict] = {
@@ -84,8 +84,7 @@ def drift_sweep(
     conditions = DRIFT_CONDITIONS if conditions is None else conditions
     if n_heads < 1:
         raise ValueError(f"n_heads must be at least 1, got {n_heads}")
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     frames = []
     for name, kwargs in tqdm(list(conditions.items()), desc="drift", unit="condition",
                              disable=not progress):
@@ -121,6 +120,7 @@ def with_preprocessing(model: BrainModel, **changes) -> BrainModel:
 
     Examples
     --------
+    >>> from skullstrip_lib.inference import load_model
     >>> m = with_preprocessing(load_model("default"), n4="simpleitk")
     >>> m.config.n4, m.name
     ('simpleitk', 'default [n4=simpleitk]')

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..errors import SkullstripError
 from ..evaluate import predict_subjects, training_config, training_split, unseen_subjects
-from ..inference import BrainModel, load_model, postprocess_mask, predict_mask
+from ..inference import BrainModel, as_model, postprocess_mask, predict_mask
 from ..io import Scan
 from ..metrics import evaluate_masks
 from ..preprocess import ModelGrid, from_model_grid, to_model_grid
@@ -53,8 +53,7 @@ def evaluate_spaces(
         ``volume_ref_ml``, ``volume_diff_pct``); distances and volumes in mm
         and mL on each space's own voxel size.
     """
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     rows = []
     for p in predict_subjects(model, index, split=split, progress=progress):
         fraction = to_model_grid(p.reference.astype(np.float32), p.grid, order=1)
