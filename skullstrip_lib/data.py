@@ -40,6 +40,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._docs import fill_doc
 from .datasets import SPLITS
 from .errors import InvalidInputError, MissingFileError, SkullstripError
 from .io import atomic_path, from_plain, to_plain
@@ -150,6 +151,7 @@ def _load_pair(row) -> tuple[np.ndarray, np.ndarray]:
     return image, mask.astype(np.uint8)
 
 
+@fill_doc
 def write_tfrecords(
     preprocessed: pd.DataFrame | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -173,8 +175,7 @@ def write_tfrecords(
         gets an empty file.
     overwrite : bool
         Replace existing files; without it any existing output is an error.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------

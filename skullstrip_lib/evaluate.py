@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ._docs import fill_doc
 from .errors import SkullstripError
 from .inference import META_FILE, BrainModel, as_model, predict_mask, probability_to_mask
 from .io import Scan, atomic_write_text, load_mask, load_scan
@@ -44,6 +45,16 @@ def select_split(index: pd.DataFrame | str | os.PathLike, split: str | None) -> 
     ------
     SkullstripError
         No subject of the index is in that split.
+
+    Examples
+    --------
+    >>> index = pd.DataFrame({"subject": ["a", "b", "c"], "split": ["train", "test", "test"]})
+    >>> list(select_split(index, "test")["subject"])
+    ['b', 'c']
+    >>> select_split(index, "val")
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: the index has no subject in split 'val'
     """
     from .datasets import read_index
 
@@ -70,6 +81,7 @@ class SubjectPrediction(NamedTuple):
     grid: ModelGrid
 
 
+@fill_doc
 def predict_subjects(
     model: str | os.PathLike | BrainModel,
     index: pd.DataFrame | str | os.PathLike,
@@ -81,14 +93,12 @@ def predict_subjects(
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     index : pandas.DataFrame or path-like
         An index (:func:`skullstrip_lib.datasets.index_dataset`) or its CSV.
     split : str or None
         Only the subjects of this split; None for all.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Yields
     ------
@@ -138,6 +148,7 @@ CALIBRATION_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.20, 0.751, 0.05)
 """Thresholds :func:`calibrate_threshold` tries."""
 
 
+@fill_doc
 def calibrate_threshold(
     model: str | os.PathLike | BrainModel,
     index: pd.DataFrame | str | os.PathLike,
@@ -169,8 +180,7 @@ def calibrate_threshold(
     write : bool
         Store the chosen threshold (and this table) in the model folder's
         ``model.json``.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -222,6 +232,17 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Rows ``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``; columns
         ``mean``, ``median``, ``worst``.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"dice": [0.9, 0.95, 0.8], "iou": [0.82, 0.9, 0.67],
+    ...                        "hd95_mm": [3.0, 2.0, 6.0], "volume_diff_ml": [10.0, -40.0, 5.0]})
+    >>> summarize(scores).round(2)
+                    mean  median  worst
+    dice            0.88    0.90   0.80
+    iou             0.80    0.82   0.67
+    hd95_mm         3.67    3.00   6.00
+    volume_diff_ml -8.33    5.00  40.00
     """
     cols = ["dice", "iou", "hd95_mm", "volume_diff_ml"]
     worst = {"dice": scores["dice"].min(), "iou": scores["iou"].min(),
@@ -267,6 +288,14 @@ def training_config(model: str | os.PathLike | BrainModel):
     ------
     MissingFileError
         No ``config.yaml`` beside the model (e.g. a model made elsewhere).
+
+    Examples
+    --------
+    The bundled model was trained on synthetic heads with the ``default`` profile:
+
+    >>> config = training_config("default")
+    >>> config.profile, config.epochs
+    ('default', 100)
     """
     from .errors import MissingFileError
     from .train import read_config
@@ -293,6 +322,15 @@ def training_split(model: str | os.PathLike | BrainModel) -> pd.Series:
     MissingFileError
         Nothing beside the model records its split (e.g. a model trained on
         synthetic heads, or made elsewhere), or its training index is gone.
+
+    Examples
+    --------
+    The bundled model never saw an index, so it has no split to keep:
+
+    >>> training_split("default")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.MissingFileError: default: trained on synthetic heads, not on an index...
     """
     from .datasets import index_dataset, read_index
     from .errors import MissingFileError

@@ -260,15 +260,14 @@ class IoUScore(_OverlapScore):
 
     Examples
     --------
+    Two slabs of a 3x3x3 volume against two others: 9 voxels shared, 27 in either.
+
     >>> import numpy as np
-    >>> ref = np.zeros((1, 3, 3, 3, 1), "float32")
-    >>> ref[0, :2] = 1  # 18 voxels
-    >>> prob = ref.copy()
-    >>> prob[0, 2] = 0.7  # 9 more: IoU 18 / 27
-    >>> score = IoUScore()
-    >>> score.update_state(ref, prob)
-    >>> round(float(score.result()), 4), score.name
-    (0.6667, 'iou')
+    >>> slabs = np.arange(3).reshape(1, 3, 1, 1, 1) * np.ones((1, 3, 3, 3, 1), "float32")
+    >>> metric = IoUScore()
+    >>> metric.update_state(slabs >= 1, np.where(slabs <= 1, 0.9, 0.1))
+    >>> round(float(metric.result()), 4), metric.name
+    (0.3333, 'iou')
     """
 
     _default_name = "iou"

@@ -432,7 +432,7 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
     Returns
     -------
     pathlib.Path
-        ``path``.
+        ``path``, the ONNX file written.
 
     Raises
     ------

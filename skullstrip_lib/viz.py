@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._docs import fill_doc
 from .io import atomic_path
 
 __all__ = [
@@ -162,6 +163,16 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
     matplotlib.figure.Figure
         Each panel carries its orientation letters (:func:`label_orientation`):
         neurological convention, the subject's right on the viewer's right.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((8, 10, 12)).astype("float32")
+    >>> mask = np.zeros(image.shape, bool)
+    >>> mask[2:6, 3:7, 4:8] = True
+    >>> fig = show_planes(image, mask, zooms=(1.0, 1.0, 1.0), title="a toy volume")
+    >>> len(fig.axes)  # sagittal, coronal, axial
+    3
     """
     plt = pyplot()
     if axes is None:
@@ -206,6 +217,18 @@ def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
     Returns
     -------
     pathlib.Path
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((8, 10, 12)).astype("float32")
+    >>> mask = np.zeros(image.shape, bool)
+    >>> mask[2:6, 3:7, 4:8] = True
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = qc_overlay(image, mask, Path(tempfile.mkdtemp()) / "qc.png")
+    >>> path.name, path.read_bytes()[1:4]  # a PNG file
+    ('qc.png', b'PNG')
     """
     plt = pyplot()
     fig = show_planes(image, mask, zooms=zooms, title=title)
@@ -244,6 +267,16 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     -------
     matplotlib.figure.Figure
         Each panel carries its orientation letters (:func:`label_orientation`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((8, 10, 12)).astype("float32")
+    >>> mask = np.zeros(image.shape, bool)
+    >>> mask[2:6, 3:7, 4:8] = True
+    >>> fig = montage([image, image, image], [mask, None, mask], titles=["a", "b", "c"], ncols=2)
+    >>> len(fig.axes)  # a 2 x 2 grid for three volumes
+    4
     """
     axis = plane_axis(plane)
     plt = pyplot()
@@ -299,6 +332,15 @@ def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
         Three sliders (sagittal x, coronal y, axial z; in voxels) and the figure
         (an ``ipywidgets.Image`` redrawn as PNG when a slider moves), drawn by
         :func:`show_planes`, orientation letters included.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((8, 10, 12)).astype("float32")
+    >>> mask = np.zeros(image.shape, bool)
+    >>> mask[2:6, 3:7, 4:8] = True
+    >>> type(slice_viewer(image, mask)).__name__  # sliders above the picture
+    'VBox'
     """
     import ipywidgets as widgets
 
@@ -358,6 +400,14 @@ def plot_history(history, metrics: Sequence[str] = ("loss", "dice"), *, axes=Non
     matplotlib.figure.Figure
         Epochs are numbered from 1. The epoch with the best validation Dice
         (when ``val_dice`` is present) is marked in every panel.
+
+    Examples
+    --------
+    >>> log = {"loss": [0.5, 0.3, 0.2], "dice": [0.6, 0.8, 0.9],
+    ...        "val_loss": [0.6, 0.4, 0.3], "val_dice": [0.5, 0.7, 0.85]}
+    >>> fig = plot_history(log)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['loss', 'dice']
     """
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
@@ -418,6 +468,16 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.random.default_rng(0).random((8, 10, 12)).astype("float32")
+    >>> mask = np.zeros(image.shape, bool)
+    >>> mask[2:6, 3:7, 4:8] = True
+    >>> fig = compare_masks(image, mask, np.roll(mask, 1, axis=0))
+    >>> len(fig.axes)
+    3
     """
     reference = np.asarray(reference).astype(bool)
     predicted = np.asarray(predicted).astype(bool)
@@ -437,6 +497,7 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
 
 
 
+@fill_doc
 def worst_cases_figure(model, index, scores, path: str | os.PathLike | None = None, *,
                        n: int = 3):
     """Three planes through the ``n`` lowest-Dice subjects: reference and prediction.
@@ -446,8 +507,7 @@ def worst_cases_figure(model, index, scores, path: str | os.PathLike | None = No
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     index : pandas.DataFrame
         The index the scores were computed on.
     scores : pandas.DataFrame

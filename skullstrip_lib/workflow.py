@@ -41,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._docs import fill_doc
 from .errors import Interrupted, SkullstripError
 from .io import atomic_write_text, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
@@ -298,6 +299,7 @@ def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrit
     return wf
 
 
+@fill_doc
 def run_preprocessing(
     index: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -332,8 +334,7 @@ def run_preprocessing(
         Extra plugin arguments (e.g. ``{"sbatch_args": "--mem=4G"}`` for SLURM).
     overwrite : bool
         Redo subjects whose outputs came from other inputs or parameters.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------

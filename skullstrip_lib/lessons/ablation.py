@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..io import atomic_save, atomic_write_text, load_mask, load_scan, settings_key
 from ..preprocess import prepare_input, to_model_grid
 from .intensity import rescale_0_255
@@ -475,6 +476,7 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(table, orient="index")[columns]
 
 
+@fill_doc
 def plot_ablation(scores: pd.DataFrame, *, ax=None, title: str | None = None):
     """Each run's held-out Dice, one row per defect, one dot per seed.
 
@@ -487,10 +489,7 @@ def plot_ablation(scores: pd.DataFrame, *, ax=None, title: str | None = None):
     ----------
     scores : pandas.DataFrame
         From :func:`run_ablation` or :func:`recorded`.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure otherwise.
-    title : str, optional
-        Axes title.
+    %(plot_ax)s
 
     Returns
     -------

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import InvalidInputError, MissingFileError
 from ..viz import mask_centre, montage, plane_axis
 
@@ -83,6 +84,7 @@ def folder_tree(root: str | os.PathLike, *, max_entries: int | None = None,
     return "\n".join(lines)
 
 
+@fill_doc
 def mask_volumes(index: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame:
     """Brain-mask volume and voxel grid of every subject of an index.
 
@@ -95,8 +97,7 @@ def mask_volumes(index: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame
     index : pandas.DataFrame
         A table from :func:`index_dataset` (columns ``subject``, ``t1w``,
         ``brainmask``, ``split``).
-    progress : bool
-        Show a tqdm progress bar.
+    %(progress)s
 
     Returns
     -------

@@ -6,6 +6,7 @@ import os
 
 import pandas as pd
 
+from .._docs import fill_doc
 from ..evaluate import evaluate
 from ..inference import BrainModel, as_model
 from ..preprocess import PreprocessConfig
@@ -35,6 +36,7 @@ tilted 20° and 10°; a field of view that keeps only the top 80 mm of the head.
 """
 
 
+@fill_doc
 def drift_sweep(
     model: str | os.PathLike | BrainModel,
     conditions: dict[str, dict] | None = None,
@@ -54,8 +56,7 @@ def drift_sweep(
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     conditions : dict, optional
         Condition name -> :func:`~skullstrip_lib.synth.make_head` arguments;
         :data:`DRIFT_CONDITIONS` by default.

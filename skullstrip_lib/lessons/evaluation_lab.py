@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import SkullstripError
 from ..evaluate import predict_subjects, training_config, training_split, unseen_subjects
 from ..inference import BrainModel, as_model, postprocess_mask, predict_mask
@@ -227,6 +228,7 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
     return held if n is None else held.head(n).reset_index(drop=True)
 
 
+@fill_doc
 def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:
     """The network's brain probability brought back onto the scan's grid, before any cleaning.
 
@@ -236,10 +238,7 @@ def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGri
 
     Parameters
     ----------
-    scan : Scan
-        From :func:`skullstrip_lib.io.load_scan`.
-    model : BrainModel
-        From :func:`load_model`.
+    %(scan_model)s
 
     Returns
     -------

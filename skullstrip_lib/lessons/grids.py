@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from .._docs import fill_doc
 from ..preprocess import ModelGrid, box_corners, from_model_grid, to_model_grid
 from ..viz import label_orientation, plane_axis, pyplot, show_planes
 
@@ -35,6 +36,7 @@ def grid_box_in_source(grid: ModelGrid) -> tuple[np.ndarray, np.ndarray]:
 ROUND_TRIPS = ("fraction", "binary", "nearest")
 
 
+@fill_doc
 def round_trip_mask(mask: np.ndarray, grid: ModelGrid,
                     method: Literal["fraction", "binary", "nearest"] = "fraction") -> np.ndarray:
     """Take a mask to the model grid and back onto the scan's grid.
@@ -44,10 +46,7 @@ def round_trip_mask(mask: np.ndarray, grid: ModelGrid,
 
     Parameters
     ----------
-    mask : numpy.ndarray of bool
-        Shape ``grid.source_shape``.
-    grid : ModelGrid
-        From :func:`fit_model_grid`.
+    %(mask_on_grid)s
     method : {"fraction", "binary", "nearest"}
         ``"fraction"``: the fraction of each model voxel inside the mask (linear,
         anti-aliased, as the library makes training labels), brought back by
@@ -73,16 +72,14 @@ def round_trip_mask(mask: np.ndarray, grid: ModelGrid,
     return from_model_grid(small, grid, order=1, support=0.5) >= 0.5
 
 
+@fill_doc
 def round_trip_dice(mask: np.ndarray, grid: ModelGrid,
                     method: Literal["fraction", "binary", "nearest"] = "fraction") -> float:
     """Dice of a mask against itself after :func:`round_trip_mask`.
 
     Parameters
     ----------
-    mask : numpy.ndarray of bool
-        Shape ``grid.source_shape``.
-    grid : ModelGrid
-        From :func:`fit_model_grid`.
+    %(mask_on_grid)s
     method : {"fraction", "binary", "nearest"}
         See :func:`round_trip_mask`.
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from .._docs import fill_doc
+
 
 def white_matter_peak(data: np.ndarray, mask: np.ndarray, *, bins: int = 256) -> float:
     """Intensity of the brightest peak of the histogram in a mask.
@@ -50,6 +52,7 @@ def white_matter_peak(data: np.ndarray, mask: np.ndarray, *, bins: int = 256) ->
     return float((edges[top] + edges[top + 1]) / 2)
 
 
+@fill_doc
 def white_stripe_mask(data: np.ndarray, mask: np.ndarray, *, width: float = 0.05) -> np.ndarray:
     """The "white stripe": voxels whose intensity is close to the white-matter peak.
 
@@ -60,10 +63,7 @@ def white_stripe_mask(data: np.ndarray, mask: np.ndarray, *, width: float = 0.05
 
     Parameters
     ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape: the brain.
+    %(data_brain)s
     width : float
         Half-width of the stripe in quantiles (0.05: about 10 % of the brain).
 
@@ -79,6 +79,7 @@ def white_stripe_mask(data: np.ndarray, mask: np.ndarray, *, width: float = 0.05
     return mask & (data >= lo) & (data <= hi)
 
 
+@fill_doc
 def white_stripe_normalize(data: np.ndarray, mask: np.ndarray, *,
                            width: float = 0.05) -> np.ndarray:
     """WhiteStripe normalisation: z-score with the white stripe's mean and deviation.
@@ -90,10 +91,7 @@ def white_stripe_normalize(data: np.ndarray, mask: np.ndarray, *,
 
     Parameters
     ----------
-    data : numpy.ndarray
-        Intensities.
-    mask : numpy.ndarray of bool
-        Same shape: the brain.
+    %(data_brain)s
     width : float
         See :func:`white_stripe_mask`.
 

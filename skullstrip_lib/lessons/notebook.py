@@ -164,6 +164,7 @@ def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: 
     Returns
     -------
     BrainModel
+        The explicit choice, else the profile's model, loaded.
 
     Raises
     ------

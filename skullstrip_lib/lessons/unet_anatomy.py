@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from .._docs import fill_doc
 from ..model import build_unet, check_int, check_norm, conv_norm, norm_layer
 from ..viz import pyplot
 
@@ -348,6 +349,7 @@ def batch_dependence(norm: str | None, *, channels: int = 4, shape: Sequence[int
     return float(np.max(np.abs(first - second)))
 
 
+@fill_doc
 def plot_unet(table, *, ax=None, title: str | None = None):
     """A U-shaped diagram of a network's blocks, from :func:`block_table`.
 
@@ -362,10 +364,7 @@ def plot_unet(table, *, ax=None, title: str | None = None):
     table : pandas.DataFrame
         With columns ``block`` (``encL``, ``decL``, ``mask``), ``grid`` and
         ``channels``.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure otherwise.
-    title : str, optional
-        Axes title.
+    %(plot_ax)s
 
     Returns
     -------
