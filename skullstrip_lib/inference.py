@@ -183,6 +183,8 @@ class BrainModel:
                                                  f"{out.shape} for an input of shape "
                                                  f"{(*batch.shape, 1)}")
         out = out[..., 0]
+        if not out.flags.writeable:  # a TensorFlow tensor's view: written below
+            out = out.copy()
         if self.flip_lr:
             out[1] = out[1][::-1].copy()  # the mirror's answer, mirrored back
         check_probabilities(out, self.source)
