@@ -36,6 +36,17 @@ def white_matter_peak(data: np.ndarray, mask: np.ndarray, *, bins: int = 256) ->
     -------
     float
         The peak's intensity, in the units of ``data``.
+
+    Examples
+    --------
+    Three tissues (CSF, grey and white matter) around 30, 60 and 90:
+
+    >>> rng = np.random.default_rng(0)
+    >>> csf, gm, wm = rng.normal(30, 3, 1000), rng.normal(60, 3, 2000), rng.normal(90, 3, 3000)
+    >>> data = np.concatenate([csf, gm, wm]).astype("float32").reshape(6, 10, 100)
+    >>> brain = np.ones(data.shape, bool)
+    >>> round(white_matter_peak(data, brain))
+    90
     """
     values = np.asarray(data, dtype=np.float32)[mask]
     if values.size == 0:
@@ -71,6 +82,18 @@ def white_stripe_mask(data: np.ndarray, mask: np.ndarray, *, width: float = 0.05
     -------
     numpy.ndarray of bool
         Same shape, inside ``mask``.
+
+    Examples
+    --------
+    The same three tissues: 10 % of the brain (600 voxels) around the white-matter peak.
+
+    >>> rng = np.random.default_rng(0)
+    >>> csf, gm, wm = rng.normal(30, 3, 1000), rng.normal(60, 3, 2000), rng.normal(90, 3, 3000)
+    >>> data = np.concatenate([csf, gm, wm]).astype("float32").reshape(6, 10, 100)
+    >>> brain = np.ones(data.shape, bool)
+    >>> stripe = white_stripe_mask(data, brain)
+    >>> int(stripe.sum()), round(float(data[stripe].min())), round(float(data[stripe].max()))
+    (600, 89, 90)
     """
     values = np.asarray(data, dtype=np.float32)[mask]
     peak = white_matter_peak(data, mask)
@@ -99,6 +122,17 @@ def white_stripe_normalize(data: np.ndarray, mask: np.ndarray, *,
     -------
     numpy.ndarray of float32
         Same shape.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> csf, gm, wm = rng.normal(30, 3, 1000), rng.normal(60, 3, 2000), rng.normal(90, 3, 3000)
+    >>> data = np.concatenate([csf, gm, wm]).astype("float32").reshape(6, 10, 100)
+    >>> brain = np.ones(data.shape, bool)
+    >>> z = white_stripe_normalize(data, brain)
+    >>> stripe = white_stripe_mask(data, brain)
+    >>> round(float(z[stripe].mean()), 3) + 0.0, round(float(z[stripe].std()), 3)
+    (0.0, 1.0)
     """
     stripe = np.asarray(data, dtype=np.float64)[white_stripe_mask(data, mask, width=width)]
     if stripe.size < 2 or stripe.std() == 0:

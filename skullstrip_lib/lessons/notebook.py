@@ -273,6 +273,13 @@ def print_config() -> None:
     Worth including in a question about a failing chapter: most problems are
     a version or a missing GPU. TensorFlow is reported only if it is already
     imported or importable, and not imported here for the check.
+
+    Examples
+    --------
+    >>> print_config()  # doctest: +ELLIPSIS
+    skullstrip_lib ... | Python ...
+    numpy ... | nibabel ... | onnxruntime ...
+    GPU: ...
     """
     import importlib.metadata as md
     import platform

@@ -368,6 +368,16 @@ def interrupt_after(epoch: int):
     Returns
     -------
     keras.callbacks.Callback
+
+    Examples
+    --------
+    >>> callback = interrupt_after(2)
+    >>> callback.on_epoch_end(0)  # the first epoch ends: go on
+    >>> try:
+    ...     callback.on_epoch_end(1)  # the second: stop, as Ctrl-C would
+    ... except KeyboardInterrupt as stop:
+    ...     print(stop)
+    interrupted after epoch 2
     """
     import keras
 
