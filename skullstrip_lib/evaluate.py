@@ -138,6 +138,32 @@ def evaluate(
     pandas.DataFrame
         One row per subject: ``subject``, ``dice``, ``iou``, ``hd95_mm``,
         ``volume_diff_ml``, ``volume_ref_ml``, ``volume_diff_pct``.
+
+    Examples
+    --------
+    Two bright balls with their masks, and a stand-in network (see
+    :class:`~skullstrip_lib.inference.BrainModel`) that calls brain whatever is
+    brighter than the head's mean:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.inference import BrainModel
+    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> tmp, rows = Path(tempfile.mkdtemp()), []
+    >>> for i, radius in enumerate((28.0, 24.0)):  # mm, on 4 mm voxels
+    ...     ball = sphere((20, 24, 20), (10, 12, 10), radius, 4.0)
+    ...     files = {"t1w": tmp / f"s{i}.nii.gz", "brainmask": tmp / f"m{i}.nii.gz"}
+    ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
+    ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    ...     rows.append({"subject": f"s{i}", "split": "test", **files})
+    >>> bright = BrainModel("bright", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                     run=lambda x: (x > 0).astype("float32"))
+    >>> scores = evaluate(bright, pd.DataFrame(rows), progress=False)
+    >>> scores[["subject", "dice", "hd95_mm"]].round(3)
+      subject   dice  hd95_mm
+    0      s0  0.978      4.0
+    1      s1  0.927      4.0
     """
     return pd.DataFrame([
         {"subject": p.subject, **evaluate_masks(p.mask, p.reference, spacing=p.scan.zooms)}
@@ -188,6 +214,34 @@ def calibrate_threshold(
         The candidate with the highest mean Dice (ties: the one closest to 0.5).
     table : pandas.DataFrame
         One row per threshold: ``threshold``, ``dice_mean``, ``dice_min``.
+
+    Examples
+    --------
+    One validation head, a bright ball, and a soft stand-in network: the
+    logistic function of the normalised intensity.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.inference import BrainModel
+    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)
+    >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
+    >>> nib.save(nib.Nifti1Image(ball.astype("uint8"), np.diag([4.0, 4.0, 4.0, 1.0])), mask)
+    >>> index = pd.DataFrame({"subject": ["s0"], "t1w": [scan], "brainmask": [mask],
+    ...                       "split": ["val"]})
+    >>> soft = BrainModel("soft", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                   run=lambda x: 1.0 / (1.0 + np.exp(-x)))
+    >>> threshold, table = calibrate_threshold(soft, index, thresholds=(0.25, 0.5, 0.75),
+    ...                                        progress=False)
+    >>> threshold
+    0.5
+    >>> table.round(3)  # mean and lowest Dice at each candidate
+       threshold  dice_mean  dice_min
+    0       0.25      0.884     0.884
+    1       0.50      0.922     0.922
+    2       0.75      0.000     0.000
     """
     import json
 
