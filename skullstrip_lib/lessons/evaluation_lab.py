@@ -247,6 +247,23 @@ def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGri
         interpolation of the model-grid output, 0 outside the model grid.
     grid : ModelGrid
         The model grid placed on this scan.
+
+    Examples
+    --------
+    A network that answers 0.5 everywhere, on a scan its grid covers whole:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.io import load_scan
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> path = Path(tempfile.mkdtemp()) / "box.nii"
+    >>> box = np.pad(np.full((8, 8, 8), 50.0), 4)  # 16^3 voxels of 3 mm
+    >>> nib.save(nib.Nifti1Image(box, np.diag([3.0, 3.0, 3.0, 1.0])), path)
+    >>> unsure = BrainModel("unsure", PreprocessConfig(shape=(16, 16, 16), spacing=3.0, n4="none"),
+    ...                     run=lambda x: np.full_like(x, 0.5))
+    >>> probability, grid = probability_map(load_scan(path), unsure)
+    >>> probability.shape, float(probability.min()), float(probability.max())
+    ((16, 16, 16), 0.5, 0.5)
     """
     result = predict_mask(scan, model, return_prob=True)
     return from_model_grid(result.probability, result.grid, order=1), result.grid
