@@ -254,6 +254,13 @@ def keep_data_on_drive(folder: str = "skullstrip_data", *,
     ------
     SkullstripError
         Not running on Colab.
+
+    Examples
+    --------
+    >>> in_colab() or keep_data_on_drive()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: keep_data_on_drive works on Colab only; ...
     """
     if not in_colab():
         raise SkullstripError("keep_data_on_drive works on Colab only; elsewhere set "

@@ -43,6 +43,16 @@ def describe_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     ------
     SkullstripError
         ``run_dir`` is not a folder.
+
+    Examples
+    --------
+    The bundled model's folder is a run's ``export/``: of its entries only
+    ``config.yaml`` also stands at a run's top level, so only it is explained.
+
+    >>> from skullstrip_lib.inference import bundled_models
+    >>> table = describe_run(bundled_models()["default"])
+    >>> list(table["entry"]), list(table["what"] != "")
+    (['config.yaml', 'model.json', 'model.onnx'], [True, False, False])
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
