@@ -682,6 +682,15 @@ def sequence_explorer(fractions, *, axial_slice: int, field: str = "3T",
     Returns
     -------
     ipywidgets.VBox
+
+    Examples
+    --------
+    Three tissues mixed evenly on a 4x4x3 grid (chapter 2 paints a real slice):
+
+    >>> fractions = {"wm": np.full((4, 4, 3), 0.5), "gm": np.full((4, 4, 3), 0.3),
+    ...              "csf": np.full((4, 4, 3), 0.2)}
+    >>> type(sequence_explorer(fractions, axial_slice=1)).__name__
+    'VBox'
     """
     import ipywidgets as widgets
 
