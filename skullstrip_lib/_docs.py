@@ -36,6 +36,11 @@ ax : matplotlib Axes, optional
     Where to draw; a new figure otherwise.
 title : str, optional
     Axes title.""",
+    "figure_returns": """\
+Returns
+-------
+matplotlib.figure.Figure
+    The figure drawn on: ``ax``'s when given, else a new one.""",
     "field": """\
 field : {"1.5T", "3T"}
     Which relaxation times of :data:`~skullstrip_lib.lessons.mri.TISSUES` to use.""",

@@ -499,9 +499,7 @@ def plot_ablation(scores: pd.DataFrame, *, ax=None, title: str | None = None):
         From :func:`run_ablation` or :func:`recorded`.
     %(plot_ax)s
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    %(figure_returns)s
 
     Examples
     --------

@@ -386,9 +386,7 @@ def plot_unet(table, *, ax=None, title: str | None = None):
         ``channels``.
     %(plot_ax)s
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    %(figure_returns)s
 
     Examples
     --------
