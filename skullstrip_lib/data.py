@@ -654,6 +654,10 @@ def make_dataset(
     -------
     tf.data.Dataset
         Elements ``(image, mask)``, float32, shape ``(batch, X, Y, Z, 1)``.
+
+    Examples
+    --------
+    See :func:`write_tfrecords`, whose example ends with a batch of two from here.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
