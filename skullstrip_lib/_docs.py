@@ -67,6 +67,15 @@ data : numpy.ndarray
     Intensities.
 mask : numpy.ndarray of bool
     Same shape: the brain.""",
+    "spacing": """\
+spacing : float or sequence of 3 floats
+    Voxel size in mm along each axis (one number: the same on all three).""",
+    "zooms": """\
+zooms : sequence of 3 floats
+    Voxel size in mm along each axis, so that slices keep their true proportions.""",
+    "data_dir": """\
+data_dir : path-like, optional
+    The data folder; see :func:`skullstrip_lib.datasets.get_data_dir`.""",
     # Keras metrics (skullstrip_lib.losses)
     "score_params": """\
 threshold : float

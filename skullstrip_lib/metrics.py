@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ._docs import fill_doc
+
 __all__ = [
     "dice",
     "dice_by_height",
@@ -96,6 +98,7 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
+@fill_doc
 def surface_distances(pred: np.ndarray, ref: np.ndarray,
                       spacing: float | Sequence[float] = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from each surface voxel of one mask to the other's surface.
@@ -104,8 +107,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray,
     ----------
     pred, ref : numpy.ndarray of bool
         3D masks of the same shape, both non-empty.
-    spacing : float or sequence of 3 floats
-        Voxel size in mm along each axis.
+    %(spacing)s
 
     Returns
     -------
@@ -139,6 +141,7 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray,
     return to_ref[sp], to_pred[sr]
 
 
+@fill_doc
 def hausdorff95(pred: np.ndarray, ref: np.ndarray,
                 spacing: float | Sequence[float] = 1.0) -> float:
     """95th percentile of the symmetric surface distance, in mm.
@@ -153,8 +156,7 @@ def hausdorff95(pred: np.ndarray, ref: np.ndarray,
     ----------
     pred, ref : numpy.ndarray of bool
         3D masks of the same shape.
-    spacing : float or sequence of 3 floats
-        Voxel size in mm along each axis.
+    %(spacing)s
 
     Returns
     -------

@@ -136,6 +136,7 @@ def mask_centre(mask: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int
     return tuple(s // 2 for s in shape)
 
 
+@fill_doc
 def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
                 zooms: Sequence[float] = (1.0, 1.0, 1.0), axes=None, title: str | None = None,
                 mask_color: str = "tab:red", cut: Sequence[int] | None = None):
@@ -147,8 +148,7 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
         3D array in RAS voxel order, shape ``(X, Y, Z)``.
     mask : numpy.ndarray of bool, optional
         Same shape; drawn as a contour.
-    zooms : sequence of 3 floats
-        Voxel size in mm, so that slices keep their true proportions.
+    %(zooms)s
     axes : sequence of 3 matplotlib Axes, optional
         Where to draw; a new figure otherwise.
     title : str, optional
@@ -196,6 +196,7 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
     return fig
 
 
+@fill_doc
 def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
                zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None) -> Path:
     """Write a quality-control PNG: three planes through the brain, the mask outlined.
@@ -206,8 +207,7 @@ def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
         RAS volume and boolean brain mask of the same shape.
     path : path-like
         PNG file to write (atomically).
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     title : str, optional
         Usually the scan's file name.
 
@@ -299,6 +299,7 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     return fig
 
 
+@fill_doc
 def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
                  zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None):
     """An interactive three-plane viewer (ipywidgets): one slider per axis.
@@ -312,8 +313,7 @@ def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
         3D RAS volume, shape ``(X, Y, Z)``.
     mask : numpy.ndarray, optional
         Same shape; outlined.
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     title : str, optional
         Written above the first panel.
 
@@ -430,6 +430,7 @@ def plot_history(history, metrics: Sequence[str] = ("loss", "dice"), *, axes=Non
     return fig
 
 
+@fill_doc
 def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarray, *,
                   zooms: Sequence[float] = (1.0, 1.0, 1.0), axes=None, title: str | None = None,
                   cut: Sequence[int] | None = None):
@@ -445,8 +446,7 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
         3D RAS volume, shape ``(X, Y, Z)``.
     reference, predicted : numpy.ndarray of bool
         Masks of the same shape.
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     axes : sequence of 3 matplotlib Axes, optional
         Where to draw; a new figure otherwise.
     title : str, optional

@@ -67,8 +67,7 @@ def drift_sweep(
         Seed of the heads. The bundled model was trained on seeds 100-107
         (``synth_seed`` 100 plus the group number), so the default, 0, gives
         heads it never saw.
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
     progress : bool
         Show a progress bar over conditions.
 

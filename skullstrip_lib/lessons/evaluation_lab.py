@@ -177,6 +177,7 @@ def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
     return index[trained].head(n).assign(split="train").reset_index(drop=True)
 
 
+@fill_doc
 def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sample",
                       n: int | None = None, *, data_dir: str | os.PathLike | None = None,
                       progress: bool = False) -> pd.DataFrame:
@@ -200,8 +201,7 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
         See :func:`~skullstrip_lib.lessons.notebook.resolve_profile`.
     n : int or None
         How many subjects; None for all there are (4 sample heads).
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
     progress : bool
         Progress bars for downloads and synthetic heads.
 

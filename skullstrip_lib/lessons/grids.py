@@ -120,6 +120,7 @@ def round_trip_dice(mask: np.ndarray, grid: ModelGrid,
     return dice(round_trip_mask(mask, grid, method), np.asarray(mask, dtype=bool))
 
 
+@fill_doc
 def show_model_grid(image: np.ndarray, grid, mask: np.ndarray | None = None, *,
                     zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None,
                     box_color: str = "tab:cyan"):
@@ -133,8 +134,7 @@ def show_model_grid(image: np.ndarray, grid, mask: np.ndarray | None = None, *,
         The model grid placed on it (:func:`skullstrip_lib.preprocess.fit_model_grid`).
     mask : numpy.ndarray of bool, optional
         Outlined, as in :func:`show_planes`.
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     title : str, optional
         Written above the first panel.
     box_color : str
