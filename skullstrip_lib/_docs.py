@@ -18,6 +18,72 @@ __all__ = ["DOCS", "fill_doc"]
 F = TypeVar("F", bound=Callable)
 
 DOCS: dict[str, str] = {
+    # Parameters shared by the pipeline and the chapters' helpers: one text each.
+    "model": """\
+model : str, path-like or BrainModel
+    A loaded model, or what :func:`skullstrip_lib.inference.load_model` takes:
+    a bundled name (``"default"``), a model folder or a model file.""",
+    "progress": """\
+progress : bool
+    Show a progress bar.""",
+    "scan_model": """\
+scan : Scan
+    From :func:`skullstrip_lib.io.load_scan`.
+model : BrainModel
+    From :func:`skullstrip_lib.inference.load_model`.""",
+    "plot_ax": """\
+ax : matplotlib Axes, optional
+    Where to draw; a new figure otherwise.
+title : str, optional
+    Axes title.""",
+    "figure_returns": """\
+Returns
+-------
+matplotlib.figure.Figure
+    The figure drawn on: ``ax``'s when given, else a new one.""",
+    "field": """\
+field : {"1.5T", "3T"}
+    Which relaxation times of :data:`~skullstrip_lib.lessons.mri.TISSUES` to use.""",
+    "relaxation": """\
+pd : float or array_like
+    Proton density (relative, CSF = 1).
+t1_ms, t2_ms : float or array_like
+    Relaxation times, ms (> 0).""",
+    "toy_fit": """\
+n, size : int
+    Toy volumes and their size (see
+    :func:`~skullstrip_lib.lessons.training_lab.toy_volumes`).
+loss : {"dice", "dice_bce"}
+    The loss.
+seed : int
+    Seed of the data and of the initial weights.""",
+    "mask_on_grid": """\
+mask : numpy.ndarray of bool
+    Shape ``grid.source_shape``.
+grid : ModelGrid
+    From :func:`skullstrip_lib.preprocess.fit_model_grid`.""",
+    "data_brain": """\
+data : numpy.ndarray
+    Intensities.
+mask : numpy.ndarray of bool
+    Same shape: the brain.""",
+    "spacing": """\
+spacing : float or sequence of 3 floats
+    Voxel size in mm along each axis (one number: the same on all three).""",
+    "zooms": """\
+zooms : sequence of 3 floats
+    Voxel size in mm along each axis, so that slices keep their true proportions.""",
+    "data_dir": """\
+data_dir : path-like, optional
+    The data folder; see :func:`skullstrip_lib.datasets.get_data_dir`.""",
+    # Keras metrics (skullstrip_lib.losses)
+    "score_params": """\
+threshold : float
+    A voxel is brain when its probability is above this, in [0, 1].
+name : str, optional
+    Name in Keras's logs (default: the score's short name).
+dtype : str, optional
+    Keras's dtype policy; the sums are kept in float32 whatever it is.""",
     # The "build it yourself" checks (skullstrip_lib.lessons.checks): one frame, one text.
     "check_params": """\
 func : callable

@@ -40,6 +40,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._docs import fill_doc
 from .datasets import SPLITS
 from .errors import InvalidInputError, MissingFileError, SkullstripError
 from .io import atomic_path, from_plain, to_plain
@@ -150,6 +151,7 @@ def _load_pair(row) -> tuple[np.ndarray, np.ndarray]:
     return image, mask.astype(np.uint8)
 
 
+@fill_doc
 def write_tfrecords(
     preprocessed: pd.DataFrame | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -173,8 +175,7 @@ def write_tfrecords(
         gets an empty file.
     overwrite : bool
         Replace existing files; without it any existing output is an error.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -188,6 +189,29 @@ def write_tfrecords(
         volume is not on the same grid as the others, a mask is not 0/1.
         Nothing is left half-written: files are written under temporary names
         and renamed into place at the end.
+
+    Examples
+    --------
+    Three subjects of 16x16x16 voxels, two for training and one for validation:
+
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> cube = np.zeros((16, 16, 16), "float32")
+    >>> cube[4:12, 4:12, 4:12] = 1  # the cube serves as image and as mask
+    >>> table = pd.DataFrame({"subject": ["a", "b", "c"], "split": ["train", "train", "val"]})
+    >>> table["t1w"] = table["brainmask"] = [str(tmp / f"{s}.nii.gz") for s in table["subject"]]
+    >>> for path in table["t1w"]:
+    ...     nib.save(nib.Nifti1Image(cube, np.eye(4)), path)
+    >>> paths = write_tfrecords(table, tmp / "records", progress=False)
+    >>> sorted(paths), paths["train"].name
+    (['manifest', 'test', 'train', 'val'], 'train.tfrecord')
+    >>> read_manifest(tmp / "records")["counts"]
+    {'train': 2, 'val': 1, 'test': 0}
+    >>> train = load_split(tmp / "records", "train")
+    >>> [(tuple(image.shape), float(mask.numpy().sum())) for image, mask in train]
+    [((16, 16, 16, 1), 512.0), ((16, 16, 16, 1), 512.0)]
+    >>> next(iter(make_dataset(tmp / "records", "train", batch_size=2)))[0].shape
+    TensorShape([2, 16, 16, 16, 1])
     """
     df, source = _read_table(preprocessed)
     rows, failed = _usable_rows(df, source)
@@ -241,7 +265,33 @@ def write_tfrecords(
 
 
 def read_manifest(tfrecord_dir: str | os.PathLike) -> dict:
-    """The manifest written by :func:`write_tfrecords` (shape, counts, source)."""
+    """The manifest written by :func:`write_tfrecords` (shape, counts, source).
+
+    Parameters
+    ----------
+    tfrecord_dir : path-like
+        The folder written by :func:`write_tfrecords`.
+
+    Returns
+    -------
+    dict
+        ``shape``, ``image_dtype``, ``mask_dtype``, ``compression``, ``counts``
+        and ``subjects`` per split, ``skipped_failed``, ``source``, ``version``.
+
+    Raises
+    ------
+    MissingFileError
+        No manifest in that folder.
+
+    Examples
+    --------
+    >>> read_manifest("no-such-folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.MissingFileError: no-such-folder/manifest.json: no such file ...
+
+    :func:`write_tfrecords` shows one that exists.
+    """
     path = Path(tfrecord_dir) / MANIFEST
     if not path.exists():
         raise MissingFileError(f"{path}: no such file (run write_tfrecords first)")
@@ -293,6 +343,10 @@ def load_split(tfrecord_dir: str | os.PathLike, split: str) -> tf.data.Dataset:
     tf.data.Dataset
         Elements ``(image, mask)``, both float32 of shape ``(X, Y, Z, 1)``; the
         mask is 0/1. The shape is static when the manifest is present.
+
+    Examples
+    --------
+    See :func:`write_tfrecords`, which writes the files and reads them back.
     """
     return _load_raw(tfrecord_dir, split).map(_mask_to_float)
 
@@ -322,6 +376,15 @@ class AugmentConfig:
         the image's standard deviation (0: off).
     p_geometric : float
         Probability of the rotation and scaling (one resampling for both).
+
+    Examples
+    --------
+    >>> AugmentConfig().rotate_deg, AugmentConfig.none().rotate_deg
+    (10.0, 0.0)
+    >>> AugmentConfig(flip_lr=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: flip_lr is a probability (0 to 1), not 2
     """
 
     flip_lr: float = 0.5
@@ -490,6 +553,22 @@ def augment(image, mask, seed, config: AugmentConfig | None = None):
     -------
     (tf.Tensor, tf.Tensor)
         Image and mask, float32, with the input's shape.
+
+    Examples
+    --------
+    :meth:`AugmentConfig.none` changes nothing; a certain left-right flip alone
+    mirrors axis 0 of image and mask alike:
+
+    >>> cube = np.zeros((16, 16, 16, 1), "float32")
+    >>> cube[2:6, 4:12, 4:12] = 1
+    >>> seed = tf.constant([1, 2])
+    >>> image, mask = augment(cube, cube, seed, AugmentConfig.none())
+    >>> bool((image.numpy() == cube).all()), mask.dtype.name
+    (True, 'float32')
+    >>> flip = AugmentConfig(flip_lr=1.0, p_geometric=0.0, gamma=(1.0, 1.0), bias=0.0, noise=0.0)
+    >>> image, mask = augment(cube, cube, seed, flip)
+    >>> bool((mask.numpy() == cube[::-1]).all())
+    True
     """
     config = config or AugmentConfig()
     image = tf.convert_to_tensor(image, tf.float32)
@@ -575,6 +654,10 @@ def make_dataset(
     -------
     tf.data.Dataset
         Elements ``(image, mask)``, float32, shape ``(batch, X, Y, Z, 1)``.
+
+    Examples
+    --------
+    See :func:`write_tfrecords`, whose example ends with a batch of two from here.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")

@@ -17,8 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ._docs import fill_doc
 from .errors import SkullstripError
-from .inference import META_FILE, BrainModel, load_model, predict_mask, probability_to_mask
+from .inference import META_FILE, BrainModel, as_model, predict_mask, probability_to_mask
 from .io import Scan, atomic_write_text, load_mask, load_scan
 from .metrics import dice, evaluate_masks
 from .preprocess import ModelGrid
@@ -44,6 +45,16 @@ def select_split(index: pd.DataFrame | str | os.PathLike, split: str | None) -> 
     ------
     SkullstripError
         No subject of the index is in that split.
+
+    Examples
+    --------
+    >>> index = pd.DataFrame({"subject": ["a", "b", "c"], "split": ["train", "test", "test"]})
+    >>> list(select_split(index, "test")["subject"])
+    ['b', 'c']
+    >>> select_split(index, "val")
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: the index has no subject in split 'val'
     """
     from .datasets import read_index
 
@@ -70,6 +81,7 @@ class SubjectPrediction(NamedTuple):
     grid: ModelGrid
 
 
+@fill_doc
 def predict_subjects(
     model: str | os.PathLike | BrainModel,
     index: pd.DataFrame | str | os.PathLike,
@@ -81,14 +93,12 @@ def predict_subjects(
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     index : pandas.DataFrame or path-like
         An index (:func:`skullstrip_lib.datasets.index_dataset`) or its CSV.
     split : str or None
         Only the subjects of this split; None for all.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Yields
     ------
@@ -98,8 +108,7 @@ def predict_subjects(
     from tqdm.auto import tqdm
 
     index = select_split(index, split)
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     for row in tqdm(list(index.itertuples(index=False)), desc="evaluate", unit="subject",
                     disable=not progress):
         scan = load_scan(row.t1w)
@@ -129,6 +138,32 @@ def evaluate(
     pandas.DataFrame
         One row per subject: ``subject``, ``dice``, ``iou``, ``hd95_mm``,
         ``volume_diff_ml``, ``volume_ref_ml``, ``volume_diff_pct``.
+
+    Examples
+    --------
+    Two bright balls with their masks, and a stand-in network (see
+    :class:`~skullstrip_lib.inference.BrainModel`) that calls brain whatever is
+    brighter than the head's mean:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.inference import BrainModel
+    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> tmp, rows = Path(tempfile.mkdtemp()), []
+    >>> for i, radius in enumerate((28.0, 24.0)):  # mm, on 4 mm voxels
+    ...     ball = sphere((20, 24, 20), (10, 12, 10), radius, 4.0)
+    ...     files = {"t1w": tmp / f"s{i}.nii.gz", "brainmask": tmp / f"m{i}.nii.gz"}
+    ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
+    ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    ...     rows.append({"subject": f"s{i}", "split": "test", **files})
+    >>> bright = BrainModel("bright", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                     run=lambda x: (x > 0).astype("float32"))
+    >>> scores = evaluate(bright, pd.DataFrame(rows), progress=False)
+    >>> scores[["subject", "dice", "hd95_mm"]].round(3)
+      subject   dice  hd95_mm
+    0      s0  0.978      4.0
+    1      s1  0.927      4.0
     """
     return pd.DataFrame([
         {"subject": p.subject, **evaluate_masks(p.mask, p.reference, spacing=p.scan.zooms)}
@@ -139,6 +174,7 @@ CALIBRATION_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.20, 0.751, 0.05)
 """Thresholds :func:`calibrate_threshold` tries."""
 
 
+@fill_doc
 def calibrate_threshold(
     model: str | os.PathLike | BrainModel,
     index: pd.DataFrame | str | os.PathLike,
@@ -170,8 +206,7 @@ def calibrate_threshold(
     write : bool
         Store the chosen threshold (and this table) in the model folder's
         ``model.json``.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -179,11 +214,38 @@ def calibrate_threshold(
         The candidate with the highest mean Dice (ties: the one closest to 0.5).
     table : pandas.DataFrame
         One row per threshold: ``threshold``, ``dice_mean``, ``dice_min``.
+
+    Examples
+    --------
+    One validation head, a bright ball, and a soft stand-in network: the
+    logistic function of the normalised intensity.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.inference import BrainModel
+    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)
+    >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
+    >>> nib.save(nib.Nifti1Image(ball.astype("uint8"), np.diag([4.0, 4.0, 4.0, 1.0])), mask)
+    >>> index = pd.DataFrame({"subject": ["s0"], "t1w": [scan], "brainmask": [mask],
+    ...                       "split": ["val"]})
+    >>> soft = BrainModel("soft", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                   run=lambda x: 1.0 / (1.0 + np.exp(-x)))
+    >>> threshold, table = calibrate_threshold(soft, index, thresholds=(0.25, 0.5, 0.75),
+    ...                                        progress=False)
+    >>> threshold
+    0.5
+    >>> table.round(3)  # mean and lowest Dice at each candidate
+       threshold  dice_mean  dice_min
+    0       0.25      0.884     0.884
+    1       0.50      0.922     0.922
+    2       0.75      0.000     0.000
     """
     import json
 
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     if not all(0.0 < t < 1.0 for t in thresholds):
         raise ValueError(f"thresholds must lie in (0, 1), got {thresholds}")
     scores = []
@@ -224,6 +286,17 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Rows ``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``; columns
         ``mean``, ``median``, ``worst``.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"dice": [0.9, 0.95, 0.8], "iou": [0.82, 0.9, 0.67],
+    ...                        "hd95_mm": [3.0, 2.0, 6.0], "volume_diff_ml": [10.0, -40.0, 5.0]})
+    >>> summarize(scores).round(2)
+                    mean  median  worst
+    dice            0.88    0.90   0.80
+    iou             0.80    0.82   0.67
+    hd95_mm         3.67    3.00   6.00
+    volume_diff_ml -8.33    5.00  40.00
     """
     cols = ["dice", "iou", "hd95_mm", "volume_diff_ml"]
     worst = {"dice": scores["dice"].min(), "iou": scores["iou"].min(),
@@ -269,6 +342,14 @@ def training_config(model: str | os.PathLike | BrainModel):
     ------
     MissingFileError
         No ``config.yaml`` beside the model (e.g. a model made elsewhere).
+
+    Examples
+    --------
+    The bundled model was trained on synthetic heads with the ``default`` profile:
+
+    >>> config = training_config("default")
+    >>> config.profile, config.epochs
+    ('default', 100)
     """
     from .errors import MissingFileError
     from .train import read_config
@@ -295,6 +376,15 @@ def training_split(model: str | os.PathLike | BrainModel) -> pd.Series:
     MissingFileError
         Nothing beside the model records its split (e.g. a model trained on
         synthetic heads, or made elsewhere), or its training index is gone.
+
+    Examples
+    --------
+    The bundled model never saw an index, so it has no split to keep:
+
+    >>> training_split("default")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.MissingFileError: default: trained on synthetic heads, not on an index...
     """
     from .datasets import index_dataset, read_index
     from .errors import MissingFileError

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
+from ._docs import fill_doc
 from .bids import (
     DESCRIPTION,
     BidsScan,
@@ -85,6 +86,7 @@ __all__ = [
     "UNCERTAIN_BAND",
     "BrainModel",
     "Prediction",
+    "as_model",
     "assess",
     "bundled_models",
     "check_probabilities",
@@ -126,6 +128,19 @@ class BrainModel:
         its left-right mirror image (``"tta": "flip_lr"`` in the JSON). A brain
         is nearly symmetric, so the mirror is a second, slightly different look
         at the same head; averaging the two cancels part of each one's errors.
+
+    Examples
+    --------
+    A stand-in for a network, to see what one is given: "brain" wherever the
+    normalised intensity (mean 0 inside the head) is above average.
+
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> config = PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none")
+    >>> bright = BrainModel("bright", config, run=lambda x: (x > 0).astype("float32"))
+    >>> bright.looks(np.ones((24, 32, 24), "float32")).shape  # one look, no mirror
+    (1, 24, 32, 24)
+
+    :func:`load_model` makes real ones, from an ONNX or Keras file.
     """
 
     name: str
@@ -168,6 +183,8 @@ class BrainModel:
                                                  f"{out.shape} for an input of shape "
                                                  f"{(*batch.shape, 1)}")
         out = out[..., 0]
+        if not out.flags.writeable:  # a TensorFlow tensor's view: written below
+            out = out.copy()
         if self.flip_lr:
             out[1] = out[1][::-1].copy()  # the mirror's answer, mirrored back
         check_probabilities(out, self.source)
@@ -218,7 +235,19 @@ def check_probabilities(probability: np.ndarray, where: str) -> None:
 
 
 def bundled_models() -> dict[str, Path]:
-    """The models shipped inside the package: name -> folder."""
+    """The models shipped inside the package: name -> folder.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Each folder holds ``model.onnx`` and ``model.json``; sorted by name.
+
+    Examples
+    --------
+    >>> models = bundled_models()
+    >>> list(models), (models["default"] / "model.onnx").is_file()
+    (['default'], True)
+    """
     root = resources.files("skullstrip_lib") / "models"
     found = {}
     if root.is_dir():
@@ -355,6 +384,16 @@ def load_model(model: str | os.PathLike = "default", *, device: str = "cpu") -> 
         The file is not a model, or its description is missing or invalid
         (a bad value names ``model.json``: a threshold outside (0, 1), a grid
         that differs from the network's input, ...).
+
+    Examples
+    --------
+    >>> model = load_model("default")
+    >>> model.name, model.threshold, model.config.shape, model.config.spacing
+    ('default', 0.45, (48, 64, 80), 4.0)
+    >>> load_model("no-such-model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.MissingFileError: no-such-model: no such model file or folder ...
     """
     bundled = bundled_models()
     path = bundled.get(str(model), Path(model))
@@ -394,6 +433,31 @@ def load_model(model: str | os.PathLike = "default", *, device: str = "cpu") -> 
                       flip_lr=tta == "flip_lr", path=weights)
 
 
+def as_model(model: str | os.PathLike | BrainModel) -> BrainModel:
+    """A loaded model as it is, anything else through :func:`load_model`.
+
+    What every function taking ``model`` does first, so that a chapter can pass
+    a name or a folder, or a model it loaded once for many calls.
+
+    Parameters
+    ----------
+    model : str, path-like or BrainModel
+        A :class:`BrainModel`, or what :func:`load_model` takes.
+
+    Returns
+    -------
+    BrainModel
+        ``model`` itself when it is one (not copied).
+
+    Examples
+    --------
+    >>> m = as_model("default")
+    >>> m.name, as_model(m) is m
+    ('default', True)
+    """
+    return model if isinstance(model, BrainModel) else load_model(model)
+
+
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     """Keep the largest connected component and fill its holes.
 
@@ -409,6 +473,18 @@ def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray of bool
         Same shape; empty if the input is empty.
+
+    Examples
+    --------
+    A 5x5x5 cube with a hole in its middle and a stray voxel in a corner:
+
+    >>> mask = np.zeros((7, 7, 7), bool)
+    >>> mask[1:6, 1:6, 1:6] = True
+    >>> mask[3, 3, 3] = False
+    >>> mask[0, 0, 6] = True
+    >>> clean = postprocess_mask(mask)
+    >>> int(clean.sum()), bool(clean[3, 3, 3]), bool(clean[0, 0, 6])
+    (125, True, False)
     """
     if not mask.any():
         return mask.copy()
@@ -463,16 +539,14 @@ def predict(scan: Scan, model: BrainModel) -> Prediction:
     return Prediction(mask=mask, probability=probability, looks=looks, grid=grid)
 
 
+@fill_doc
 def predict_mask(scan: Scan, model: BrainModel, *,
                  return_prob: bool = False) -> np.ndarray | Prediction:
     """The brain mask of a scan, on the scan's RAS grid.
 
     Parameters
     ----------
-    scan : Scan
-        From :func:`skullstrip_lib.io.load_scan`.
-    model : BrainModel
-        From :func:`load_model`.
+    %(scan_model)s
     return_prob : bool
         Also return what the mask came from: the network's probabilities on the
         model grid and the grid itself (as DIPY's ``predict(..., return_prob=True)``).
@@ -490,6 +564,31 @@ def predict_mask(scan: Scan, model: BrainModel, *,
     InvalidInputError
         The network's output is not a probability map (see
         :func:`check_probabilities`).
+
+    Examples
+    --------
+    A bright ball, and a stand-in network (:class:`BrainModel`) that calls brain
+    whatever is brighter than the head's mean: the mask comes back on the
+    scan's own grid and finds the ball.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.io import load_scan
+    >>> from skullstrip_lib.metrics import dice, sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)  # a bright ball, 4 mm voxels
+    >>> path = Path(tempfile.mkdtemp()) / "ball.nii.gz"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0).astype("float32"),
+    ...                          np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    >>> scan = load_scan(path)
+    >>> config = PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none")
+    >>> bright = BrainModel("bright", config, run=lambda x: (x > 0).astype("float32"))
+    >>> mask = predict_mask(scan, bright)
+    >>> mask.shape, mask.dtype, round(dice(mask, ball), 3)
+    ((20, 24, 20), dtype('bool'), 0.978)
+    >>> result = predict_mask(scan, bright, return_prob=True)
+    >>> result.probability.shape, bool((result.mask == mask).all())
+    ((24, 32, 24), True)
     """
     result = predict(scan, model)
     return result if return_prob else result.mask
@@ -516,6 +615,21 @@ def probability_to_mask(probability: np.ndarray, grid: ModelGrid,
     -------
     numpy.ndarray of bool
         Shape ``grid.source_shape`` (the scan's RAS grid).
+
+    Examples
+    --------
+    A perfect network's output for a 3x3x3 box (the box taken to the model
+    grid as fractions) comes back inside the box, less a layer that the two
+    interpolations blur below 0.5:
+
+    >>> from skullstrip_lib.preprocess import fit_model_grid, to_model_grid
+    >>> box = np.zeros((9, 9, 9), bool)
+    >>> box[3:6, 3:6, 3:6] = True
+    >>> grid = fit_model_grid(np.eye(4), box.shape, box, shape=(8, 8, 8), spacing=1.0)
+    >>> fractions = to_model_grid(box.astype("float32"), grid, order=1)
+    >>> mask = probability_to_mask(fractions, grid)
+    >>> int(box.sum()), int(mask.sum()), int((mask & box).sum())
+    (27, 18, 18)
     """
     native = from_model_grid(probability, grid, order=1, support=threshold)
     return postprocess_mask(native >= threshold)
@@ -955,6 +1069,7 @@ def _write(t: dict, scan: Scan, mask: np.ndarray, qc: Callable[..., Path] | None
             tmp.unlink(missing_ok=True)
 
 
+@fill_doc
 def strip(
     scans: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -1006,8 +1121,7 @@ def strip(
         scan's data type, zero outside the brain) and ``<name>_brainmask.json``
         go, ``<ext>`` being the scan's own ending; with ``qc`` also
         ``<name>_qc.png``. For a BIDS dataset, the derivatives dataset.
-    model : str, path-like or BrainModel
-        See :func:`load_model`; the bundled default by default.
+    %(model)s
     qc : callable, optional
         Draws a quality-control figure per scan, called as
         ``qc(image, mask, path, zooms=..., title=...)`` with the RAS image and
@@ -1015,8 +1129,7 @@ def strip(
         overlay PNG (what ``skullstrip predict --qc`` uses).
     overwrite : bool
         Replace existing outputs (otherwise an error, before any work).
-    progress : bool
-        Show a progress bar.
+    %(progress)s
     check_volume : bool
         Refuse a mask that cannot be an adult brain: empty, or outside
         :data:`BRAIN_VOLUME_ML` (600-2600 mL). Pass False for children,
@@ -1082,8 +1195,7 @@ def _strip_planned(targets: list[dict], out_dir: Path, model: str | os.PathLike 
     """:func:`strip`'s prediction loop over outputs already planned and checked."""
     from tqdm.auto import tqdm
 
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
 
     results = []
     with _terminate_as_interrupt():

@@ -379,6 +379,17 @@ def describe_model(model: keras.Model, spacing_mm: float | None = None) -> dict:
     ------
     ValueError
         The model has no ``enc0_conv2`` layer (it was not built here).
+
+    Examples
+    --------
+    A 16^3 network with two levels (one pooling) and 4 base filters:
+
+    >>> net = build_unet((16, 16, 16, 1), base_filters=4, depth=2)
+    >>> facts = describe_model(net, spacing_mm=2.0)
+    >>> facts["parameters"] == parameter_count(4, 2), facts["depth"], facts["base_filters"]
+    (True, 2, 4)
+    >>> facts["receptive_field_vox"], facts["receptive_field_mm"], facts["input_shape"]
+    (18, 36.0, (16, 16, 16, 1))
     """
     levels = [int(m.group(1)) for layer in model.layers
               if (m := re.fullmatch(r"enc(\d+)_conv2", layer.name))]
@@ -432,7 +443,7 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
     Returns
     -------
     pathlib.Path
-        ``path``.
+        ``path``, the ONNX file written.
 
     Raises
     ------

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._docs import fill_doc
 from .io import atomic_path
 
 __all__ = [
@@ -135,6 +136,7 @@ def mask_centre(mask: np.ndarray | None, shape: Sequence[int]) -> tuple[int, int
     return tuple(s // 2 for s in shape)
 
 
+@fill_doc
 def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
                 zooms: Sequence[float] = (1.0, 1.0, 1.0), axes=None, title: str | None = None,
                 mask_color: str = "tab:red", cut: Sequence[int] | None = None):
@@ -146,8 +148,7 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
         3D array in RAS voxel order, shape ``(X, Y, Z)``.
     mask : numpy.ndarray of bool, optional
         Same shape; drawn as a contour.
-    zooms : sequence of 3 floats
-        Voxel size in mm, so that slices keep their true proportions.
+    %(zooms)s
     axes : sequence of 3 matplotlib Axes, optional
         Where to draw; a new figure otherwise.
     title : str, optional
@@ -162,6 +163,13 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
     matplotlib.figure.Figure
         Each panel carries its orientation letters (:func:`label_orientation`):
         neurological convention, the subject's right on the viewer's right.
+
+    Examples
+    --------
+    >>> image = np.random.default_rng(0).random((8, 10, 12))
+    >>> fig = show_planes(image, image > 0.5, title="a toy volume")
+    >>> len(fig.axes)  # sagittal, coronal, axial
+    3
     """
     plt = pyplot()
     if axes is None:
@@ -188,6 +196,7 @@ def show_planes(image: np.ndarray, mask: np.ndarray | None = None, *,
     return fig
 
 
+@fill_doc
 def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
                zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None) -> Path:
     """Write a quality-control PNG: three planes through the brain, the mask outlined.
@@ -198,14 +207,22 @@ def qc_overlay(image: np.ndarray, mask: np.ndarray, path: str | os.PathLike, *,
         RAS volume and boolean brain mask of the same shape.
     path : path-like
         PNG file to write (atomically).
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     title : str, optional
         Usually the scan's file name.
 
     Returns
     -------
     pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> head = np.ones((6, 6, 6))
+    >>> import tempfile
+    >>> path = qc_overlay(head, head > 0, Path(tempfile.mkdtemp()) / "qc.png")
+    >>> path.name, path.read_bytes()[1:4]  # a PNG file
+    ('qc.png', b'PNG')
     """
     plt = pyplot()
     fig = show_planes(image, mask, zooms=zooms, title=title)
@@ -244,6 +261,13 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     -------
     matplotlib.figure.Figure
         Each panel carries its orientation letters (:func:`label_orientation`).
+
+    Examples
+    --------
+    >>> volumes = [np.full((4, 5, 6), v) for v in (1.0, 2.0, 3.0)]
+    >>> fig = montage(volumes, titles=["a", "b", "c"], ncols=2)
+    >>> len(fig.axes)  # a 2 x 2 grid for three volumes
+    4
     """
     axis = plane_axis(plane)
     plt = pyplot()
@@ -275,6 +299,7 @@ def montage(images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | N
     return fig
 
 
+@fill_doc
 def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
                  zooms: Sequence[float] = (1.0, 1.0, 1.0), title: str | None = None):
     """An interactive three-plane viewer (ipywidgets): one slider per axis.
@@ -288,8 +313,7 @@ def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
         3D RAS volume, shape ``(X, Y, Z)``.
     mask : numpy.ndarray, optional
         Same shape; outlined.
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     title : str, optional
         Written above the first panel.
 
@@ -299,6 +323,13 @@ def slice_viewer(image: np.ndarray, mask: np.ndarray | None = None, *,
         Three sliders (sagittal x, coronal y, axial z; in voxels) and the figure
         (an ``ipywidgets.Image`` redrawn as PNG when a slider moves), drawn by
         :func:`show_planes`, orientation letters included.
+
+    Examples
+    --------
+    >>> cube = np.zeros((6, 6, 6))
+    >>> cube[1:5, 1:5, 1:5] = 1.0
+    >>> type(slice_viewer(cube, cube > 0)).__name__  # sliders above the picture
+    'VBox'
     """
     import ipywidgets as widgets
 
@@ -358,6 +389,14 @@ def plot_history(history, metrics: Sequence[str] = ("loss", "dice"), *, axes=Non
     matplotlib.figure.Figure
         Epochs are numbered from 1. The epoch with the best validation Dice
         (when ``val_dice`` is present) is marked in every panel.
+
+    Examples
+    --------
+    >>> log = {"loss": [0.5, 0.3, 0.2], "dice": [0.6, 0.8, 0.9],
+    ...        "val_loss": [0.6, 0.4, 0.3], "val_dice": [0.5, 0.7, 0.85]}
+    >>> fig = plot_history(log)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['loss', 'dice']
     """
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
@@ -391,6 +430,7 @@ def plot_history(history, metrics: Sequence[str] = ("loss", "dice"), *, axes=Non
     return fig
 
 
+@fill_doc
 def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarray, *,
                   zooms: Sequence[float] = (1.0, 1.0, 1.0), axes=None, title: str | None = None,
                   cut: Sequence[int] | None = None):
@@ -406,8 +446,7 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
         3D RAS volume, shape ``(X, Y, Z)``.
     reference, predicted : numpy.ndarray of bool
         Masks of the same shape.
-    zooms : sequence of 3 floats
-        Voxel size in mm.
+    %(zooms)s
     axes : sequence of 3 matplotlib Axes, optional
         Where to draw; a new figure otherwise.
     title : str, optional
@@ -418,6 +457,14 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> reference = np.zeros((8, 8, 8), bool)
+    >>> reference[2:6, 2:6, 2:6] = True
+    >>> fig = compare_masks(reference * 1.0, reference, np.roll(reference, 1, axis=0))
+    >>> len(fig.axes)
+    3
     """
     reference = np.asarray(reference).astype(bool)
     predicted = np.asarray(predicted).astype(bool)
@@ -437,6 +484,7 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
 
 
 
+@fill_doc
 def worst_cases_figure(model, index, scores, path: str | os.PathLike | None = None, *,
                        n: int = 3):
     """Three planes through the ``n`` lowest-Dice subjects: reference and prediction.
@@ -446,8 +494,7 @@ def worst_cases_figure(model, index, scores, path: str | os.PathLike | None = No
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     index : pandas.DataFrame
         The index the scores were computed on.
     scores : pandas.DataFrame

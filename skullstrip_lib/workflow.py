@@ -41,6 +41,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ._docs import fill_doc
 from .errors import Interrupted, SkullstripError
 from .io import atomic_write_text, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
@@ -116,6 +117,28 @@ def _stopped_by_signals(state: _Signals) -> Iterator[None]:
             signal.signal(s, h)
         for log, was in zip(loggers, muted, strict=True):
             log.disabled = was
+
+
+@contextlib.contextmanager
+def _nipype_offline() -> Iterator[None]:
+    """The one place this package quietens nipype's network check, for one run.
+
+    nipype asks GitHub for its newest version when it is imported in an
+    interactive session and whenever an interface is made, unless the
+    environment holds ``NIPYPE_NO_ET`` (its only switch). A preprocessing run
+    must not wait on the network, so :func:`run_preprocessing` imports and runs
+    nipype inside this block: it sets the variable if the user has not, and
+    removes it again at the end, leaving the environment as it found it.
+    (``preprocess``'s ANTs path has a line of its own doing the same.)
+    """
+    if "NIPYPE_NO_ET" in os.environ:  # the user's choice stands
+        yield
+        return
+    os.environ["NIPYPE_NO_ET"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("NIPYPE_NO_ET", None)
 
 
 def _plugin(name: str, plugin_args: dict):
@@ -236,7 +259,6 @@ def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite, thr
 
 def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrite: bool,
            work_dir: Path, threads: int = 0):
-    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     from nipype import Node, Workflow, logging
     from nipype.interfaces.utility import Function, IdentityInterface
 
@@ -277,6 +299,7 @@ def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrit
     return wf
 
 
+@fill_doc
 def run_preprocessing(
     index: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -311,8 +334,7 @@ def run_preprocessing(
         Extra plugin arguments (e.g. ``{"sbatch_args": "--mem=4G"}`` for SLURM).
     overwrite : bool
         Redo subjects whose outputs came from other inputs or parameters.
-    progress : bool
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -384,7 +406,7 @@ def run_preprocessing(
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
         runner = None
         try:
-            with _stopped_by_signals(signals):
+            with _stopped_by_signals(signals), _nipype_offline():
                 runner = _plugin(plugin, args)
                 graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
                     plugin=runner)

@@ -671,3 +671,22 @@ def test_float32_rounding_of_a_sigmoid_is_not_a_fault():
     assert looks.max() == 1.0
     with pytest.raises(InvalidInputError, match=r"output spans 1.001 to 1.001, outside \[0, 1\]"):
         fake_model(lambda batch: np.full_like(batch, 1.001)).looks(np.zeros((48, 64, 80)))
+
+
+def test_looks_accepts_a_read_only_network_output():
+    # A Keras model called directly returns a tensor whose numpy view is read-only; the
+    # mirrored look is written back into the array, and the clip works in place.
+    from skullstrip_lib.inference import BrainModel
+    from skullstrip_lib.preprocess import PreprocessConfig
+
+    def run(batch):
+        out = np.where(np.arange(batch.shape[1])[None, :, None, None, None] < 3, 0.9, 0.1)
+        out = np.broadcast_to(out, batch.shape).astype(np.float32)
+        out.flags.writeable = False
+        return out
+
+    model = BrainModel("ro", PreprocessConfig(shape=(8, 8, 8), spacing=4.0, n4="none"),
+                       run=run, flip_lr=True)
+    looks = model.looks(np.zeros((8, 8, 8), np.float32))
+    assert looks.shape == (2, 8, 8, 8)
+    assert looks[0, :3].min() == pytest.approx(0.9) and looks[1, -3:].min() == pytest.approx(0.9)

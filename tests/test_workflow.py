@@ -235,3 +235,32 @@ def test_the_voxel_limit_reaches_multiproc_workers(small_dataset, tmp_path):
     report = run_preprocessing(index, tmp_path / "default", CONFIG, plugin="MultiProc",
                                workers=2, progress=False)
     assert set(report["status"]) == {"done"}
+
+
+def test_nipype_network_check_is_off_for_the_run_only(small_dataset, tmp_path, monkeypatch):
+    # nipype's version check over the network is switched off while the workflow runs
+    # (Linear runs the nodes in this process, so a node sees the variable) and the
+    # environment is left as it was found.
+    import skullstrip_lib.workflow as workflow
+
+    monkeypatch.delenv("NIPYPE_NO_ET", raising=False)
+    seen = []
+    real = workflow.run_one
+
+    def spy(*args):
+        seen.append(os.environ.get("NIPYPE_NO_ET"))
+        return real(*args)
+
+    monkeypatch.setattr(workflow, "run_one", spy)
+    index = index_dataset(small_dataset).iloc[:1]
+    report = run_preprocessing(index, tmp_path / "prep", CONFIG, plugin="Linear", progress=False)
+    assert list(report["status"]) == ["done"]
+    assert seen == ["1"]
+    assert "NIPYPE_NO_ET" not in os.environ
+
+    # A user's own setting stands, and stays.
+    monkeypatch.setenv("NIPYPE_NO_ET", "0")
+    seen.clear()
+    run_preprocessing(index, tmp_path / "prep2", CONFIG, plugin="Linear", progress=False)
+    assert seen == ["0"]
+    assert os.environ["NIPYPE_NO_ET"] == "0"

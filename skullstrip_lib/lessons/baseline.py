@@ -27,11 +27,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from .._docs import fill_doc
 from ..preprocess import head_mask
 
 __all__ = ["ball", "classical_brain_mask", "dilate", "erode", "largest_component"]
 
 
+@fill_doc
 def ball(radius_mm: float, zooms: Sequence[float]) -> np.ndarray:
     """A ball of ``radius_mm`` as a structuring element on a grid of voxel size ``zooms``.
 
@@ -39,8 +41,7 @@ def ball(radius_mm: float, zooms: Sequence[float]) -> np.ndarray:
     ----------
     radius_mm : float
         Radius in mm, > 0.
-    zooms : sequence of 3 float
-        Voxel size in mm.
+    %(zooms)s
 
     Returns
     -------
@@ -118,6 +119,7 @@ def _box(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...]:
     return tuple(box)
 
 
+@fill_doc
 def classical_brain_mask(data: np.ndarray, zooms: Sequence[float] = (1.0, 1.0, 1.0), *,
                          fraction: float = 0.3, erode_mm: float = 3.0,
                          close_mm: float = 3.0) -> np.ndarray:
@@ -128,8 +130,7 @@ def classical_brain_mask(data: np.ndarray, zooms: Sequence[float] = (1.0, 1.0, 1
     data : numpy.ndarray
         A T1-weighted head, shape ``(X, Y, Z)``, any intensity unit (the
         threshold is relative to the head's own range).
-    zooms : sequence of 3 float
-        Voxel size in mm.
+    %(zooms)s
     fraction : float
         Where the threshold sits in the head's robust range, in (0, 1): 0.3 is
         30 % of the way from the 2nd to the 98th percentile.

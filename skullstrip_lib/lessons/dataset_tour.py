@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import InvalidInputError, MissingFileError
 from ..viz import mask_centre, montage, plane_axis
 
@@ -83,6 +84,7 @@ def folder_tree(root: str | os.PathLike, *, max_entries: int | None = None,
     return "\n".join(lines)
 
 
+@fill_doc
 def mask_volumes(index: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame:
     """Brain-mask volume and voxel grid of every subject of an index.
 
@@ -95,8 +97,7 @@ def mask_volumes(index: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame
     index : pandas.DataFrame
         A table from :func:`index_dataset` (columns ``subject``, ``t1w``,
         ``brainmask``, ``split``).
-    progress : bool
-        Show a tqdm progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -214,6 +215,21 @@ def montage_index(index, *, plane: str = "axial", ncols: int = 6, max_subjects: 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    Three subjects that share one toy scan, a cube in a 12^3 volume:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> cube = np.pad(np.ones((6, 6, 6), "float32"), 3)
+    >>> nib.save(nib.Nifti1Image(cube * 80, np.eye(4)), tmp / "t1w.nii")
+    >>> nib.save(nib.Nifti1Image(cube.astype("uint8"), np.eye(4)), tmp / "mask.nii")
+    >>> index = pd.DataFrame({"subject": ["a", "b", "c"], "split": ["train", "val", "test"],
+    ...                       "t1w": str(tmp / "t1w.nii"), "brainmask": str(tmp / "mask.nii")})
+    >>> [ax.get_title() for ax in montage_index(index, ncols=2).axes]
+    ['a · train', 'b · val', 'c · test', '']
     """
     from ..io import load_mask, load_scan
 
@@ -258,6 +274,18 @@ def mask_convention_figure(t1w: str | os.PathLike, brainmask: str | os.PathLike,
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> head = np.zeros((16, 16, 16), "float32")
+    >>> head[4:12, 4:12, 5:13] = 1.0
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> nib.save(nib.Nifti1Image(head, np.eye(4)), folder / "head.nii")
+    >>> fig = mask_convention_figure(folder / "head.nii", folder / "head.nii")
+    >>> [ax.get_title().split(" (")[0] for ax in fig.axes][::2]
+    ['mid-sagittal', 'coronal through the brainstem']
     """
     from ..io import load_mask, load_scan
     from ..viz import label_orientation, pyplot

@@ -6,8 +6,9 @@ import os
 
 import pandas as pd
 
+from .._docs import fill_doc
 from ..evaluate import evaluate
-from ..inference import BrainModel, load_model
+from ..inference import BrainModel, as_model
 from ..preprocess import PreprocessConfig
 
 DRIFT_CONDITIONS: dict[str, dict] = {
@@ -35,6 +36,7 @@ tilted 20° and 10°; a field of view that keeps only the top 80 mm of the head.
 """
 
 
+@fill_doc
 def drift_sweep(
     model: str | os.PathLike | BrainModel,
     conditions: dict[str, dict] | None = None,
@@ -54,8 +56,7 @@ def drift_sweep(
 
     Parameters
     ----------
-    model : str, path-like or BrainModel
-        See :func:`skullstrip_lib.inference.load_model`.
+    %(model)s
     conditions : dict, optional
         Condition name -> :func:`~skullstrip_lib.synth.make_head` arguments;
         :data:`DRIFT_CONDITIONS` by default.
@@ -66,8 +67,7 @@ def drift_sweep(
         Seed of the heads. The bundled model was trained on seeds 100-107
         (``synth_seed`` 100 plus the group number), so the default, 0, gives
         heads it never saw.
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
     progress : bool
         Show a progress bar over conditions.
 
@@ -84,8 +84,7 @@ def drift_sweep(
     conditions = DRIFT_CONDITIONS if conditions is None else conditions
     if n_heads < 1:
         raise ValueError(f"n_heads must be at least 1, got {n_heads}")
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     frames = []
     for name, kwargs in tqdm(list(conditions.items()), desc="drift", unit="condition",
                              disable=not progress):
@@ -121,6 +120,7 @@ def with_preprocessing(model: BrainModel, **changes) -> BrainModel:
 
     Examples
     --------
+    >>> from skullstrip_lib.inference import load_model
     >>> m = with_preprocessing(load_model("default"), n4="simpleitk")
     >>> m.config.n4, m.name
     ('simpleitk', 'default [n4=simpleitk]')

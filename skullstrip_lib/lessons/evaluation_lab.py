@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import SkullstripError
 from ..evaluate import predict_subjects, training_config, training_split, unseen_subjects
-from ..inference import BrainModel, load_model, postprocess_mask, predict_mask
+from ..inference import BrainModel, as_model, postprocess_mask, predict_mask
 from ..io import Scan
 from ..metrics import evaluate_masks
 from ..preprocess import ModelGrid, from_model_grid, to_model_grid
@@ -52,9 +53,30 @@ def evaluate_spaces(
         :func:`evaluate` (``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``,
         ``volume_ref_ml``, ``volume_diff_pct``); distances and volumes in mm
         and mL on each space's own voxel size.
+
+    Examples
+    --------
+    One bright ball and its mask, scored with a stand-in network that calls
+    brain whatever is brighter than the head's mean:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> ball, folder = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0), Path(tempfile.mkdtemp())
+    >>> for name, data in {"t1w": np.where(ball, 90.0, 10.0), "brainmask": ball * 1.0}.items():
+    ...     nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), folder / f"{name}.nii")
+    >>> index = pd.DataFrame({"subject": ["s0"], "split": ["test"], "t1w": [folder / "t1w.nii"],
+    ...                       "brainmask": [folder / "brainmask.nii"]})
+    >>> config = PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none")
+    >>> bright = BrainModel("bright", config, run=lambda x: (x > 0).astype("float32"))
+    >>> evaluate_spaces(bright, index, progress=False)[["space", "dice"]].round(3)
+                      space   dice
+    0                native  0.978
+    1            model grid  0.895
+    2  reference round trip  0.995
     """
-    if not isinstance(model, BrainModel):
-        model = load_model(model)
+    model = as_model(model)
     rows = []
     for p in predict_subjects(model, index, split=split, progress=progress):
         fraction = to_model_grid(p.reference.astype(np.float32), p.grid, order=1)
@@ -177,6 +199,7 @@ def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
     return index[trained].head(n).assign(split="train").reset_index(drop=True)
 
 
+@fill_doc
 def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sample",
                       n: int | None = None, *, data_dir: str | os.PathLike | None = None,
                       progress: bool = False) -> pd.DataFrame:
@@ -200,8 +223,7 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
         See :func:`~skullstrip_lib.lessons.notebook.resolve_profile`.
     n : int or None
         How many subjects; None for all there are (4 sample heads).
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
     progress : bool
         Progress bars for downloads and synthetic heads.
 
@@ -228,6 +250,7 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
     return held if n is None else held.head(n).reset_index(drop=True)
 
 
+@fill_doc
 def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGrid]:
     """The network's brain probability brought back onto the scan's grid, before any cleaning.
 
@@ -237,10 +260,7 @@ def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGri
 
     Parameters
     ----------
-    scan : Scan
-        From :func:`skullstrip_lib.io.load_scan`.
-    model : BrainModel
-        From :func:`load_model`.
+    %(scan_model)s
 
     Returns
     -------
@@ -249,6 +269,23 @@ def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGri
         interpolation of the model-grid output, 0 outside the model grid.
     grid : ModelGrid
         The model grid placed on this scan.
+
+    Examples
+    --------
+    A network that answers 0.5 everywhere, on a scan its grid covers whole:
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.io import load_scan
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> path = Path(tempfile.mkdtemp()) / "box.nii"
+    >>> box = np.pad(np.full((8, 8, 8), 50.0), 4)  # 16^3 voxels of 3 mm
+    >>> nib.save(nib.Nifti1Image(box, np.diag([3.0, 3.0, 3.0, 1.0])), path)
+    >>> unsure = BrainModel("unsure", PreprocessConfig(shape=(16, 16, 16), spacing=3.0, n4="none"),
+    ...                     run=lambda x: np.full_like(x, 0.5))
+    >>> probability, grid = probability_map(load_scan(path), unsure)
+    >>> probability.shape, float(probability.min()), float(probability.max())
+    ((16, 16, 16), 0.5, 0.5)
     """
     result = predict_mask(scan, model, return_prob=True)
     return from_model_grid(result.probability, result.grid, order=1), result.grid

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..viz import figure_png, label_orientation, pyplot
 
 __all__ = [
@@ -158,6 +159,7 @@ def _field(field: str) -> dict[str, Tissue]:
     return TISSUES[field]
 
 
+@fill_doc
 def spin_echo_signal(pd, t1_ms, t2_ms, tr_ms, te_ms) -> np.ndarray:
     """Spin-echo signal ``PD * (1 - exp(-TR/T1)) * exp(-TE/T2)``.
 
@@ -171,10 +173,7 @@ def spin_echo_signal(pd, t1_ms, t2_ms, tr_ms, te_ms) -> np.ndarray:
 
     Parameters
     ----------
-    pd : float or array_like
-        Proton density (relative, CSF = 1).
-    t1_ms, t2_ms : float or array_like
-        Relaxation times, ms (> 0).
+    %(relaxation)s
     tr_ms, te_ms : float or array_like
         Repetition and echo times, ms (>= 0; ``np.inf`` allowed for TR).
 
@@ -195,6 +194,7 @@ def spin_echo_signal(pd, t1_ms, t2_ms, tr_ms, te_ms) -> np.ndarray:
     return pd * -np.expm1(-tr / t1) * np.exp(-te / t2)
 
 
+@fill_doc
 def inversion_recovery_signal(pd, t1_ms, t2_ms, tr_ms, te_ms, ti_ms) -> np.ndarray:
     """Magnitude inversion-recovery signal ``PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2)``.
 
@@ -205,10 +205,7 @@ def inversion_recovery_signal(pd, t1_ms, t2_ms, tr_ms, te_ms, ti_ms) -> np.ndarr
 
     Parameters
     ----------
-    pd : float or array_like
-        Proton density (relative, CSF = 1).
-    t1_ms, t2_ms : float or array_like
-        Relaxation times, ms (> 0).
+    %(relaxation)s
     tr_ms, te_ms, ti_ms : float or array_like
         Repetition, echo and inversion times, ms.
 
@@ -290,6 +287,7 @@ def inversion_recovery_mz(t1_ms, ti_ms, tr_ms=np.inf) -> np.ndarray:
     return 1.0 - 2.0 * np.exp(-ti / t1) + np.exp(-tr / t1)
 
 
+@fill_doc
 def mprage_contrast(field: str = "3T", *, tr_ms: float = NFBS_MPRAGE["tr_ms"],
                     ti_ms: float = NFBS_MPRAGE["ti_ms"],
                     flip_deg: float = NFBS_MPRAGE["flip_deg"]) -> dict[str, float]:
@@ -304,8 +302,7 @@ def mprage_contrast(field: str = "3T", *, tr_ms: float = NFBS_MPRAGE["tr_ms"],
 
     Parameters
     ----------
-    field : {"1.5T", "3T"}
-        Which relaxation times of :data:`TISSUES` to use.
+    %(field)s
     tr_ms, ti_ms : float
         Time between inversions and inversion time, ms (NFBS's by default).
     flip_deg : float
@@ -328,6 +325,7 @@ def mprage_contrast(field: str = "3T", *, tr_ms: float = NFBS_MPRAGE["tr_ms"],
             for name, t in _field(field).items()}
 
 
+@fill_doc
 def inversion_recovery_curves(field: str = "3T", *, ti_ms: float = NFBS_MPRAGE["ti_ms"],
                               tr_ms: float = NFBS_MPRAGE["tr_ms"],
                               tissues=("wm", "gm", "csf"), t_max_ms: float = 5000.0,
@@ -343,8 +341,7 @@ def inversion_recovery_curves(field: str = "3T", *, ti_ms: float = NFBS_MPRAGE["
 
     Parameters
     ----------
-    field : {"1.5T", "3T"}
-        Which relaxation times of :data:`TISSUES` to use.
+    %(field)s
     ti_ms, tr_ms : float
         Inversion time and time between inversions, ms (NFBS's MPRAGE by default).
     tissues : sequence of str
@@ -397,12 +394,13 @@ def inversion_recovery_curves(field: str = "3T", *, ti_ms: float = NFBS_MPRAGE["
     return fig
 
 
+@fill_doc
 def tissue_table(field: str = "3T") -> pd.DataFrame:
     """:data:`TISSUES` at one field strength as a table.
 
     Parameters
     ----------
-    field : {"1.5T", "3T"}
+    %(field)s
 
     Returns
     -------
@@ -418,6 +416,7 @@ def tissue_table(field: str = "3T") -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("tissue")
 
 
+@fill_doc
 def tissue_signals(tr_ms, te_ms, *, ti_ms=None, field: str = "3T") -> dict[str, np.ndarray]:
     """Signal of every tissue of :data:`TISSUES` for given sequence timings.
 
@@ -428,8 +427,7 @@ def tissue_signals(tr_ms, te_ms, *, ti_ms=None, field: str = "3T") -> dict[str, 
         a TE row gives a TR x TE grid per tissue).
     ti_ms : float or array_like, optional
         Inversion time, ms: inversion recovery (FLAIR) instead of a spin echo.
-    field : {"1.5T", "3T"}
-        Which relaxation times to use.
+    %(field)s
 
     Returns
     -------
@@ -475,6 +473,7 @@ def display_range(tr_ms: float, te_ms: float, ti_ms: float | None = None, *,
     return {"vmin": 0.5 * min(sig), "vmax": max(max(sig), 1e-6)}
 
 
+@fill_doc
 def contrast(tissue_a: str, tissue_b: str, tr_ms, te_ms, *, ti_ms=None,
              field: str = "3T") -> np.ndarray:
     """Signal difference ``S_a - S_b`` of two tissues for given timings.
@@ -490,8 +489,7 @@ def contrast(tissue_a: str, tissue_b: str, tr_ms, te_ms, *, ti_ms=None,
         Repetition and echo times, ms; arrays broadcast.
     ti_ms : float or array_like, optional
         Inversion time for inversion recovery.
-    field : {"1.5T", "3T"}
-        Which relaxation times to use.
+    %(field)s
 
     Returns
     -------
@@ -512,6 +510,7 @@ def contrast(tissue_a: str, tissue_b: str, tr_ms, te_ms, *, ti_ms=None,
     return signals[tissue_a] - signals[tissue_b]
 
 
+@fill_doc
 def best_tr(tissue_a: str, tissue_b: str, te_ms: float = 0.0, *, field: str = "3T") -> float:
     """TR (ms) at which the T1-driven spin-echo difference ``S_a - S_b`` peaks.
 
@@ -528,8 +527,7 @@ def best_tr(tissue_a: str, tissue_b: str, te_ms: float = 0.0, *, field: str = "3
         Keys of :data:`TISSUES`, with different T1.
     te_ms : float
         Echo time, ms.
-    field : {"1.5T", "3T"}
-        Which relaxation times to use.
+    %(field)s
 
     Returns
     -------
@@ -618,6 +616,7 @@ def load_tissue_maps(*, scalp: bool = True) -> TissueMaps:
     return TissueMaps(fractions=fractions, affine=np.asarray(mask_img.affine, dtype=float))
 
 
+@fill_doc
 def paint_contrast(fractions: Mapping[str, np.ndarray], tr_ms: float, te_ms: float, *,
                    ti_ms: float | None = None, field: str = "3T") -> np.ndarray:
     """Render tissue fractions as an image: ``sum_k fraction_k * S_k(TR, TE[, TI])``.
@@ -634,8 +633,7 @@ def paint_contrast(fractions: Mapping[str, np.ndarray], tr_ms: float, te_ms: flo
         Repetition and echo times, ms.
     ti_ms : float, optional
         Inversion time, ms (inversion recovery, e.g. FLAIR).
-    field : {"1.5T", "3T"}
-        Which relaxation times to use.
+    %(field)s
 
     Returns
     -------
@@ -684,6 +682,15 @@ def sequence_explorer(fractions, *, axial_slice: int, field: str = "3T",
     Returns
     -------
     ipywidgets.VBox
+
+    Examples
+    --------
+    Three tissues mixed evenly on a 4x4x3 grid (chapter 2 paints a real slice):
+
+    >>> fractions = {"wm": np.full((4, 4, 3), 0.5), "gm": np.full((4, 4, 3), 0.3),
+    ...              "csf": np.full((4, 4, 3), 0.2)}
+    >>> type(sequence_explorer(fractions, axial_slice=1)).__name__
+    'VBox'
     """
     import ipywidgets as widgets
 

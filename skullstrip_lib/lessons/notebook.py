@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import MissingFileError, SkullstripError
 from ..inference import MODEL_FILE, BrainModel, load_model
 from ..io import settings_key
@@ -71,6 +72,7 @@ def resolve_profile(profile: str | None = None) -> str:
     return profile
 
 
+@fill_doc
 def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
                   data_dir: str | os.PathLike | None = None, seed: int = SAMPLE_SEED,
                   split_seed: int = 0, progress: bool = True,
@@ -85,8 +87,7 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
         (:func:`skullstrip_lib.synth.write_nfbs_dataset`, about 4 s each).
     n_subjects : int or None
         How many subjects; None means all 125 of NFBS, or 6 synthetic heads.
-    data_dir : str or path-like or None
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
     seed : int
         Seed of the synthetic heads.
     split_seed : int
@@ -141,6 +142,7 @@ def _first(index: pd.DataFrame, n: int | None, split_seed: int) -> pd.DataFrame:
                                                                   seed=split_seed)))
 
 
+@fill_doc
 def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: str = "sample",
                   *, data_dir: str | os.PathLike | None = None) -> BrainModel:
     """The model a book chapter works with.
@@ -158,12 +160,12 @@ def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: 
         ``<data dir>/runs/ch07-full-*`` with an ``export/``. There is no
         fallback from one to the other: a chapter that scores NFBS subjects
         with a model trained on synthetic heads would measure something else.
-    data_dir : path-like, optional
-        See :func:`skullstrip_lib.datasets.get_data_dir`.
+    %(data_dir)s
 
     Returns
     -------
     BrainModel
+        The explicit choice, else the profile's model, loaded.
 
     Raises
     ------
@@ -253,6 +255,13 @@ def keep_data_on_drive(folder: str = "skullstrip_data", *,
     ------
     SkullstripError
         Not running on Colab.
+
+    Examples
+    --------
+    >>> in_colab() or keep_data_on_drive()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: keep_data_on_drive works on Colab only; ...
     """
     if not in_colab():
         raise SkullstripError("keep_data_on_drive works on Colab only; elsewhere set "
@@ -272,6 +281,13 @@ def print_config() -> None:
     Worth including in a question about a failing chapter: most problems are
     a version or a missing GPU. TensorFlow is reported only if it is already
     imported or importable, and not imported here for the check.
+
+    Examples
+    --------
+    >>> print_config()  # doctest: +ELLIPSIS
+    skullstrip_lib ... | Python ...
+    numpy ... | nibabel ... | onnxruntime ...
+    GPU: ...
     """
     import importlib.metadata as md
     import platform

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import SkullstripError
 
 RUN_FILES = {
@@ -42,6 +43,16 @@ def describe_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     ------
     SkullstripError
         ``run_dir`` is not a folder.
+
+    Examples
+    --------
+    The bundled model's folder is a run's ``export/``: of its entries only
+    ``config.yaml`` also stands at a run's top level, so only it is explained.
+
+    >>> from skullstrip_lib.inference import bundled_models
+    >>> table = describe_run(bundled_models()["default"])
+    >>> list(table["entry"]), list(table["what"] != "")
+    (['config.yaml', 'model.json', 'model.onnx'], [True, False, False])
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -71,7 +82,7 @@ def toy_ball(shape: tuple[int, int, int] = (64, 64, 64), fraction: float = 0.1):
     Returns
     -------
     numpy.ndarray of bool
-        Shape ``shape``.
+        The ball, centred, shape ``shape``.
 
     Examples
     --------
@@ -201,6 +212,7 @@ def _restart(model, weights, rate: float) -> None:
     model.optimizer.learning_rate = float(rate)
 
 
+@fill_doc
 def learning_rate_sweep(rates=(1e-3, 1e-2, 1e-1), *, epochs: int = 40, n: int = 4,
                         size: int = 16, loss: str = "dice_bce", seed: int = 0) -> pd.DataFrame:
     """Train a tiny U-Net on :func:`toy_volumes` with Adam at several learning rates.
@@ -215,12 +227,7 @@ def learning_rate_sweep(rates=(1e-3, 1e-2, 1e-1), *, epochs: int = 40, n: int = 
         Adam learning rates.
     epochs : int
         Full-batch steps per rate.
-    n, size : int
-        Toy volumes and their size (see :func:`toy_volumes`).
-    loss : {"dice", "dice_bce"}
-        The loss.
-    seed : int
-        Seed of the data and of the initial weights.
+    %(toy_fit)s
 
     Returns
     -------
@@ -248,6 +255,7 @@ def learning_rate_sweep(rates=(1e-3, 1e-2, 1e-1), *, epochs: int = 40, n: int = 
     return pd.concat(frames, ignore_index=True)
 
 
+@fill_doc
 def adam_first_step(rates=(1e-3, 1e-2, 1e-1), *, n: int = 2, size: int = 16,
                     loss: str = "dice_bce", seed: int = 0) -> pd.DataFrame:
     """How far one Adam step moves each convolution kernel, relative to its size.
@@ -263,12 +271,7 @@ def adam_first_step(rates=(1e-3, 1e-2, 1e-1), *, n: int = 2, size: int = 16,
     ----------
     rates : sequence of float
         Adam learning rates.
-    n, size : int
-        Toy volumes and their size (see :func:`toy_volumes`).
-    loss : {"dice", "dice_bce"}
-        The loss.
-    seed : int
-        Seed of the data and of the initial weights.
+    %(toy_fit)s
 
     Returns
     -------
@@ -375,6 +378,16 @@ def interrupt_after(epoch: int):
     Returns
     -------
     keras.callbacks.Callback
+
+    Examples
+    --------
+    >>> callback = interrupt_after(2)
+    >>> callback.on_epoch_end(0)  # the first epoch ends: go on
+    >>> try:
+    ...     callback.on_epoch_end(1)  # the second: stop, as Ctrl-C would
+    ... except KeyboardInterrupt as stop:
+    ...     print(stop)
+    interrupted after epoch 2
     """
     import keras
 

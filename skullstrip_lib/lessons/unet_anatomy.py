@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from .._docs import fill_doc
 from ..model import build_unet, check_int, check_norm, conv_norm, norm_layer
 from ..viz import pyplot
 
@@ -52,6 +53,12 @@ def build_source_unet(
     -------
     keras.Model
         Output ``(batch, X, Y, Z, 1)``, sigmoid probabilities.
+
+    Examples
+    --------
+    >>> net = build_source_unet((16, 16, 16, 1), base_filters=4)
+    >>> net.count_params() == source_parameter_count(4), net.output_shape
+    (True, (None, 16, 16, 16, 1))
     """
     # The book's U-Net loop (build_unet) with the article's block, no norm, no dropout; then
     # its output kernel: one version of the network, the same one chapter 8's ablation uses.
@@ -186,6 +193,20 @@ def block_table(model: keras.Model):
         block's layers, including its pooling, upsampling and concatenation,
         which have none), ``conv2_reads`` (str, the layer whose output the
         block's second convolution reads; empty for ``mask``), in graph order.
+
+    Examples
+    --------
+    >>> table = block_table(build_source_unet((16, 16, 16, 1), base_filters=4))
+    >>> print(table[["block", "grid", "channels"]].to_string(index=False))
+    block     grid  channels
+     enc0 16x16x16         4
+     enc1    8x8x8         8
+     enc2    4x4x4        16
+     enc3    2x2x2        32
+     dec2    4x4x4        16
+     dec1    8x8x8         8
+     dec0 16x16x16         4
+     mask 16x16x16         1
     """
     import pandas as pd
 
@@ -348,6 +369,7 @@ def batch_dependence(norm: str | None, *, channels: int = 4, shape: Sequence[int
     return float(np.max(np.abs(first - second)))
 
 
+@fill_doc
 def plot_unet(table, *, ax=None, title: str | None = None):
     """A U-shaped diagram of a network's blocks, from :func:`block_table`.
 
@@ -362,14 +384,15 @@ def plot_unet(table, *, ax=None, title: str | None = None):
     table : pandas.DataFrame
         With columns ``block`` (``encL``, ``decL``, ``mask``), ``grid`` and
         ``channels``.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure otherwise.
-    title : str, optional
-        Axes title.
+    %(plot_ax)s
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    %(figure_returns)s
+
+    Examples
+    --------
+    >>> fig = plot_unet(block_table(build_source_unet((16, 16, 16, 1), base_filters=4)))
+    >>> len(fig.axes)
+    1
     """
     import itertools
 
