@@ -175,6 +175,14 @@ def test_subpackages_are_folders_whose_modules_take_their_layer():
         SUBPACKAGES)
 
 
+def test_api_pages_show_every_public_module_of_a_subpackage():
+    api = (ROOT / "book" / "api.md").read_text()
+    shown = set(re.findall(r"^\.\. automodule:: (\S+)$", api, flags=re.M))
+    for name in SUBPACKAGES:
+        for path in sorted((PACKAGE / name).glob("[!_]*.py")):
+            assert module_name(path) in shown, f"book/api.md: no automodule for {path.stem}"
+
+
 def test_readme_states_the_same_layers():
     readme = (ROOT / "README.md").read_text()
     layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
