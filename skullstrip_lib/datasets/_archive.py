@@ -30,11 +30,6 @@ from ._paths import (
     nfbs_filenames,
 )
 
-__all__ = [
-    "MAX_MEMBER_BYTES",
-]
-
-
 _HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 

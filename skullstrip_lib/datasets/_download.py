@@ -53,9 +53,6 @@ from ._record import (
     _too_many,
 )
 
-__all__ = [
-]
-
 
 def _normalise_hash(value: str, source: str) -> str:
     """``"ABC..."`` (32 hex) → ``"md5:abc..."``; check the ``alg:hex`` form."""

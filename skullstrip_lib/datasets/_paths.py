@@ -15,25 +15,6 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 
-__all__ = [
-    "DEFAULT_DATA_DIR",
-    "ENV_DATA_DIR",
-    "ENV_NFBS_HASH",
-    "ENV_NFBS_URL",
-    "INDEX_COLUMNS",
-    "MARKER_NAME",
-    "NFBS_ARCHIVE",
-    "NFBS_FOLDER",
-    "NFBS_KNOWN_HASH",
-    "NFBS_SESSION",
-    "NFBS_SIZE",
-    "NFBS_URL",
-    "SPLITS",
-    "get_data_dir",
-    "nfbs_filenames",
-]
-
-
 NFBS_URL: str = "https://fcp-indi.s3.amazonaws.com/data/Projects/RocklandSample/NFBS_Dataset.tar.gz"
 """Public address of the NFBS archive."""
 

@@ -20,9 +20,6 @@ from ._paths import (
     NFBS_ARCHIVE,
 )
 
-__all__ = [
-]
-
 
 def _read_marker(dest: Path) -> dict[str, Any] | None:
     try:

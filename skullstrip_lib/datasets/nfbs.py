@@ -12,8 +12,8 @@ progress bar), or streams it and stops once the N subjects a chapter needs are
 complete (each file's gzip CRC-32 and NIfTI header checked), extracts safely
 and atomically into the data directory, and records what it extracted, and how
 it was verified, in ``NFBS_Dataset/.complete.json`` so that a second call does
-nothing. The plumbing is private: :mod:`._download`, :mod:`._archive`,
-:mod:`._record`, :mod:`._paths`.
+nothing. The plumbing is private to the package: ``_download``, ``_archive``,
+``_record`` and ``_paths``.
 """
 
 from __future__ import annotations
