@@ -341,7 +341,8 @@ def run_head(name: str, index: int, model, work: Path) -> dict[str, Any]:
 
     start = time.perf_counter()
     scan = load_scan(scan_path)
-    mask, probability, grid = predict_mask(scan, model)
+    result = predict_mask(scan, model, return_prob=True)
+    mask, probability, grid = result.mask, result.probability, result.grid
     seconds = time.perf_counter() - start
     pred = scan.to_original(mask)  # back to the file's voxel order: exact, no interpolation
     out = {**score_mask(pred, truth, spacing, affine), "seconds": seconds}

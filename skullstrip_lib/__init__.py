@@ -8,7 +8,8 @@ below, never one above; the README's Layout section states the same order):
 → ``datasets`` (NFBS download, index, split), ``synth`` (synthetic heads),
 ``preprocess`` (N4, model grid, normalisation), ``workflow`` (the batch run in
 nipype) → ``data`` (tf.data, augmentation), ``model``, ``losses`` → ``train``
-→ ``inference`` (native-space prediction), ``evaluate`` → ``viz`` → ``cli``.
+→ ``bids`` (BIDS names in and out), ``inference`` (native-space prediction),
+``evaluate`` → ``viz`` → ``cli``.
 
 The book's lesson helpers sit above all of them in ``skullstrip_lib.lessons``.
 
@@ -24,14 +25,15 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "cli", "data", "datasets", "errors", "evaluate", "inference", "io", "losses", "metrics",
-    "model", "preprocess", "synth", "train", "viz", "workflow",
+    "bids", "cli", "data", "datasets", "errors", "evaluate", "inference", "io", "losses",
+    "metrics", "model", "preprocess", "synth", "train", "viz", "workflow",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import (  # noqa: F401
+        bids,
         cli,
         data,
         datasets,

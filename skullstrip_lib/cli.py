@@ -268,7 +268,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import warnings
 
     from .errors import InputWarning
-    from .inference import strip
+    from .inference import CONFIDENCE_FLOOR, strip
     from .viz import qc_overlay
 
     def one_line(message, category, *rest, **kwargs):
@@ -280,10 +280,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         warnings.showwarning = one_line
         results = strip(args.scans, args.output, args.model,
                         qc=qc_overlay if args.qc else None, overwrite=args.overwrite,
-                        progress=not args.quiet, check_volume=not args.no_volume_check)
+                        progress=not args.quiet, check_volume=not args.no_volume_check,
+                        check_head=not args.no_head_check)
     for r in results:
         note = f" ({r['format_note']})" if r["format_note"] else ""
-        print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL{note}")
+        print(f"{r['brainmask']}: brain {r['volume_ml']:.0f} mL, confidence "
+              f"{r['confidence']:.2f}{note}")
+        if r["low_confidence"]:
+            print(f"skullstrip predict: warning: {r['scan']}: low confidence "
+                  f"{r['confidence']:.2f} (below {CONFIDENCE_FLOOR:g}): the mask is likely "
+                  "wrong, check it", file=sys.stderr)
     return 0
 
 
@@ -292,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
     # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
     from .datasets import SPLITS
-    from .inference import BRAIN_VOLUME_ML, TTA_MODES
+    from .inference import BRAIN_VOLUME_ML, CONFIDENCE_FLOOR, MIN_HEAD_CONTRAST, TTA_MODES
     from .io import MAX_VOXELS
     from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
     from .synth import CONTRASTS, NFBS_SHAPE
@@ -467,12 +473,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="For each scan write <name>_brainmask and <name>_brain on "
                                    "the scan's own grid and in its format (NIfTI, MGH/MGZ, "
                                    "Analyze; NIfTI for MINC, which cannot be written), with its "
-                                   "affine, header and data type. NaN voxels count as "
-                                   "background (with a warning); a mask that cannot be an adult "
-                                   "brain is an error. Runs on the CPU.")
+                                   "affine, header and data type, and <name>_brainmask.json "
+                                   "with the volume and a confidence (0-1; below "
+                                   f"{CONFIDENCE_FLOOR:g} the mask is flagged as likely wrong). "
+                                   "A BIDS dataset gives a BIDS-derivatives dataset "
+                                   "(*_desc-brain_mask.nii.gz, *_desc-brain_T1w.nii.gz). NaN "
+                                   "voxels count as background (with a warning); a scan whose "
+                                   "brain is not brighter than the air, a mask that cannot be an "
+                                   "adult brain, an output that would be an input are errors. "
+                                   "Runs on the CPU.")
     p.add_argument("scans", nargs="+",
-                   help="scans (.nii, .nii.gz, .mgz, .mgh, .hdr/.img, .mnc), or folders of them")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+                   help="scans (.nii, .nii.gz, .mgz, .mgh, .hdr/.img, .mnc), folders of them "
+                        "(their *_brainmask and *_brain files are skipped), or a BIDS dataset")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (for a BIDS dataset: the derivatives dataset, e.g. "
+                        "BIDS/derivatives/skullstrip)")
     p.add_argument("--model", default="default",
                    help="bundled model name, model folder, or .onnx/.keras file")
     p.add_argument("--qc", action="store_true", help="also write an overlay PNG per scan")
@@ -480,7 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a brain mask outside the adult range "
                         f"({BRAIN_VOLUME_ML[0]:.0f}-{BRAIN_VOLUME_ML[1]:.0f} mL) or empty: for "
                         "children, animals or partial brains")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-head-check", action="store_true",
+                   help="accept a scan whose brain is not brighter than the air around the "
+                        f"head (contrast below {MIN_HEAD_CONTRAST:g})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (never an input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     return parser

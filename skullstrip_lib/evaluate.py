@@ -104,8 +104,9 @@ def predict_subjects(
                     disable=not progress):
         scan = load_scan(row.t1w)
         reference = load_mask(row.brainmask, scan)
-        mask, probability, grid = predict_mask(scan, model)
-        yield SubjectPrediction(row.subject, scan, reference, mask, probability, grid)
+        result = predict_mask(scan, model, return_prob=True)
+        yield SubjectPrediction(row.subject, scan, reference, result.mask, result.probability,
+                                result.grid)
 
 
 def evaluate(

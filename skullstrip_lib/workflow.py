@@ -42,7 +42,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import Interrupted, SkullstripError
-from .io import atomic_write_text
+from .io import atomic_write_text, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 
 __all__ = ["Interrupted", "default_workers", "run_one", "run_preprocessing"]
@@ -193,15 +193,19 @@ def default_workers() -> int:
 
 
 def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
-            overwrite: bool, threads: int = 0) -> dict:
+            overwrite: bool, threads: int = 0, max_voxels: int | None = None) -> dict:
     """Preprocess one subject and report the outcome instead of raising.
 
     Used inside the workflow's nodes: a failure becomes ``status="failed"`` with
     a one-line ``error`` so that nipype carries on with the other subjects.
     ``threads`` > 0 sets SimpleITK's threads in this process (``MultiProc``'s
     workers share the cores; each one running N4 on every core only adds
-    switching); 0 leaves SimpleITK's default, every core.
+    switching); 0 leaves SimpleITK's default, every core. ``max_voxels`` is the
+    largest scan accepted (:func:`skullstrip_lib.io.voxel_limit`): passed in,
+    because ``MultiProc``'s workers are other processes, which do not share the
+    caller's setting; None keeps the default.
     """
+    from .io import MAX_VOXELS, voxel_limit
     from .preprocess import PreprocessConfig, preprocess_subject
 
     cfg = PreprocessConfig.from_dict(config)
@@ -210,22 +214,24 @@ def run_one(subject: str, t1w: str, brainmask: str, out_dir: str, config: dict,
 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     try:
-        result = preprocess_subject(subject, t1w, out_dir, brainmask or None, cfg,
-                                    overwrite=overwrite)
+        with voxel_limit(max_voxels or MAX_VOXELS):
+            result = preprocess_subject(subject, t1w, out_dir, brainmask or None, cfg,
+                                        overwrite=overwrite)
     except Exception as exc:  # report every failure, keep the others running
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"subject": subject, "status": "failed", "error": line}
     return {**result, "error": ""}
 
 
-def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite, threads):
+def _node_function(subject, t1w, brainmask, out_dir, config_json, overwrite, threads,
+                   max_voxels):
     # nipype runs this from its source text: it must import what it uses itself.
     import json
 
     from skullstrip_lib.workflow import run_one
 
     return json.dumps(run_one(subject, t1w, brainmask, out_dir, json.loads(config_json),
-                              overwrite, threads))
+                              overwrite, threads, max_voxels))
 
 
 def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrite: bool,
@@ -245,12 +251,13 @@ def _build(todo: pd.DataFrame, out_dir: Path, config: PreprocessConfig, overwrit
     ]
     source.synchronize = True  # one node per row, not every combination
     prep = Node(Function(input_names=["subject", "t1w", "brainmask", "out_dir", "config_json",
-                                      "overwrite", "threads"],
+                                      "overwrite", "threads", "max_voxels"],
                          output_names=["result"], function=_node_function), name="preprocess")
     prep.inputs.out_dir = str(out_dir)
     prep.inputs.config_json = json.dumps(config.to_dict())
     prep.inputs.overwrite = overwrite
     prep.inputs.threads = int(threads)
+    prep.inputs.max_voxels = current_voxel_limit()  # the workers are other processes
     wf = Workflow(name="skullstrip_preprocess", base_dir=str(work_dir))
     wf.connect(source, "subject", prep, "subject")
     wf.connect(source, "t1w", prep, "t1w")

@@ -59,8 +59,8 @@ def test_flipping_changes_little_on_a_symmetric_head(full_head):
     plain.flip_lr = False
     flipped = inference.load_model()
     flipped.flip_lr = True
-    a = inference.predict_mask(scan, plain)[0]
-    b = inference.predict_mask(scan, flipped)[0]
+    a = inference.predict_mask(scan, plain)
+    b = inference.predict_mask(scan, flipped)
     truth = load_mask(full_head[1], scan)
     assert dice(a, b) > 0.98  # a second look at the same head, not another answer
     assert dice(b, truth) > 0.9

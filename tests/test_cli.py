@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -372,3 +373,28 @@ def test_synth_bad_parameters_are_one_line_and_write_nothing(tmp_path, capsys, a
     assert len(lines) == 1 and lines[0].startswith(f"skullstrip synth: error: {out}: ")
     assert problem in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("subject", ["raw-stem", "../ESCAPED", "", "."])
+def test_preprocess_never_writes_where_a_subject_id_points(tmp_path, capsys, subject):
+    # The case: an index whose subject is the raw scan's own stem as a path
+    # (/data/A1/sub-A1_ses-NFB3) deleted the raw scan and wrote over it.
+    from helpers import write_tiny_nfbs
+
+    from skullstrip_lib.datasets import index_dataset
+
+    write_tiny_nfbs(tmp_path)
+    df = index_dataset(tmp_path)
+    raw = Path(df.loc[0, "t1w"])
+    if subject == "raw-stem":
+        subject = str(raw)[: -len("_T1w.nii.gz")]
+    df.loc[0, "subject"] = subject
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main(["preprocess", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"skullstrip preprocess: error: {tmp_path / 'bad.csv'}: subject {subject!r} "
+                   "is not a subject id (letters, digits, '-' and '_' only; never a path)"]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+    assert not (tmp_path / "out").exists()

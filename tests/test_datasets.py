@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import tarfile
 import warnings
@@ -1192,3 +1193,15 @@ def test_extraction_without_data_filter(tmp_path, server, tiny, monkeypatch):
 # --------------------------------------------------------------------------- inspecting a dataset
 
 
+
+
+@pytest.mark.parametrize("subject", ["../ESCAPED", "", ".", "/data/A1/sub-A1_ses-NFB3", "a/b"])
+def test_read_index_refuses_subject_ids_that_are_not_labels(tmp_path, subject):
+    write_tiny_nfbs(tmp_path)
+    df = ds.index_dataset(tmp_path)
+    df.loc[1, "subject"] = subject
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InvalidInputError, match=rf"^{tmp_path}/bad.csv: subject "
+                                                rf"{re.escape(repr(subject))} is not a subject "
+                                                "id"):
+        ds.read_index(tmp_path / "bad.csv")

@@ -29,7 +29,7 @@ def test_evaluate_scores_each_subject_in_native_space(small_dataset, tmp_path):
     # The same number by hand: predict, then compare with the original mask on the scan grid.
     row = index.iloc[0]
     scan = load_scan(row.t1w)
-    by_hand = dice(inference.predict_mask(scan, model)[0], load_mask(row.brainmask, scan))
+    by_hand = dice(inference.predict_mask(scan, model), load_mask(row.brainmask, scan))
     assert scores.loc[0, "dice"] == pytest.approx(by_hand)
     table = summarize(scores)
     assert list(table.columns) == ["mean", "median", "worst"]

@@ -21,7 +21,7 @@ LAYERS = (
     ("datasets", "synth", "preprocess", "workflow"),
     ("data", "model", "losses"),
     ("train",),
-    ("inference", "evaluate"),
+    ("bids", "inference", "evaluate"),
     ("viz",),
     ("cli",),
 )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -430,3 +432,38 @@ def test_n4_ants_command_without_ants(tmp_path, monkeypatch):
         assert part in cmd, part
 
 
+
+
+# --------------------------------------------------------------------------- subject ids (issue 18)
+@pytest.mark.parametrize("subject", ["../ESCAPED", "", ".", "..", "/data/A1/sub-A1_ses-NFB3",
+                                     "A1/sub", "A 1", "A1\n", "A1.nii"])
+def test_output_paths_take_a_label_never_a_path(tmp_path, subject):
+    with pytest.raises(InvalidInputError, match=rf"^subject {re.escape(repr(subject))} is not "
+                                                r"a subject id \(letters, digits, '-' and '_' "
+                                                r"only; never a path\)"):
+        pp.output_paths(tmp_path / "out", subject)
+
+
+def test_output_paths_of_a_label_lie_inside_the_output_folder(tmp_path):
+    paths = pp.output_paths(tmp_path / "out", "A00028185_b-2")
+    assert {k: p.relative_to(tmp_path / "out").as_posix() for k, p in paths.items()} == {
+        "t1w": "A00028185_b-2/A00028185_b-2_T1w.nii.gz",
+        "brainmask": "A00028185_b-2/A00028185_b-2_brainmask.nii.gz",
+        "json": "A00028185_b-2/A00028185_b-2_preproc.json"}
+
+
+def test_a_subject_whose_output_is_its_own_raw_scan_is_refused(small_subject, tmp_path):
+    # A valid label, the raw scan's own stem, with -o the data folder: the output path would be
+    # the raw scan, which the run used to delete before writing.
+    import shutil
+
+    t1w, _ = small_subject
+    folder = tmp_path / "data" / "sub-A1_ses-NFB3"
+    folder.mkdir(parents=True)
+    raw = Path(shutil.copy(t1w, folder / "sub-A1_ses-NFB3_T1w.nii.gz"))
+    before = raw.read_bytes()
+    with pytest.raises(InvalidInputError, match=rf"^{raw}: subject sub-A1_ses-NFB3: is also "
+                                                "one of its own outputs"):
+        pp.preprocess_subject("sub-A1_ses-NFB3", raw, tmp_path / "data", None, SMALL_CONFIG)
+    assert raw.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == [raw.name]

@@ -219,3 +219,19 @@ def test_signal_mid_run_stops_cleanly(small_dataset, tmp_path, signame, plugin):
     report = pd.read_csv(out / "preprocessed.csv")
     assert sorted(report["subject"]) == sorted(index_dataset(small_dataset)["subject"])
     assert set(report.loc[report["subject"].isin(finished), "status"]) == {"skipped"}
+
+
+def test_the_voxel_limit_reaches_multiproc_workers(small_dataset, tmp_path):
+    # MultiProc's workers are other processes: the caller's limit must travel with the node,
+    # both ways (a small limit refuses the 64x64x48 heads there, the default accepts them).
+    from skullstrip_lib.io import voxel_limit
+
+    index = index_dataset(small_dataset).iloc[:2]
+    with voxel_limit(1000):
+        report = run_preprocessing(index, tmp_path / "small", CONFIG, plugin="MultiProc",
+                                   workers=2, progress=False)
+    assert set(report["status"]) == {"failed"}
+    assert all("more than the 1,000 accepted" in e for e in report["error"])
+    report = run_preprocessing(index, tmp_path / "default", CONFIG, plugin="MultiProc",
+                               workers=2, progress=False)
+    assert set(report["status"]) == {"done"}

@@ -29,11 +29,13 @@ from ._paths import (
     NFBS_SIZE,
     NFBS_URL,
     SPLITS,
+    SUBJECT_ID,
     get_data_dir,
     nfbs_filenames,
 )
 from .index import (
     IndexExistsError,
+    check_subject_id,
     find_subjects,
     index_dataset,
     read_index,
@@ -57,7 +59,9 @@ __all__ = [
     "NFBS_SIZE",
     "NFBS_URL",
     "SPLITS",
+    "SUBJECT_ID",
     "IndexExistsError",
+    "check_subject_id",
     "fetch_nfbs",
     "find_subjects",
     "get_data_dir",

@@ -58,6 +58,12 @@ NFBS_SESSION = "NFB3"
 
 
 _KINDS = ("t1w", "brainmask", "brain")
+SUBJECT_ID = re.compile(r"[A-Za-z0-9_-]+")
+"""What a subject id may be: a label of letters, digits, ``-`` and ``_``, never a path.
+
+Output paths are built from ids (``OUT/<id>/<id>_T1w.nii.gz``): an id such as
+``..``, ``""``, ``.`` or ``/data/A1/sub-A1_ses-NFB3`` would write outside the
+output folder, into its root, or over the raw scan itself."""
 
 
 _SUFFIX = {"t1w": "", "brainmask": "_brainmask", "brain": "_brain"}

@@ -31,6 +31,7 @@ from ._paths import (
     INDEX_COLUMNS,
     NFBS_FOLDER,
     SPLITS,
+    SUBJECT_ID,
     nfbs_filenames,
 )
 
@@ -38,7 +39,9 @@ if TYPE_CHECKING:  # pandas is imported by the functions that use it (a fast --h
     import pandas as pd
 
 __all__ = [
+    "SUBJECT_ID",
     "IndexExistsError",
+    "check_subject_id",
     "find_subjects",
     "index_dataset",
     "read_index",
@@ -266,6 +269,24 @@ def index_dataset(
     return df
 
 
+def check_subject_id(subject: object, where: str | os.PathLike | None = None) -> str:
+    """``subject`` if it is a subject id (:data:`SUBJECT_ID`), else a one-line error.
+
+    Examples
+    --------
+    >>> check_subject_id("A00028185")
+    'A00028185'
+    >>> check_subject_id("../ESCAPED", "index.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.InvalidInputError: index.csv: subject '../ESCAPED' is not a subject id ...
+    """
+    if not isinstance(subject, str) or not SUBJECT_ID.fullmatch(subject):
+        raise InvalidInputError(where, f"subject {subject!r} is not a subject id (letters, "
+                                       "digits, '-' and '_' only; never a path)")
+    return subject
+
+
 def _check_index_columns(df: pd.DataFrame, where: str | os.PathLike | None) -> None:
     missing = [c for c in INDEX_COLUMNS if c not in df.columns]
     if missing:
@@ -365,6 +386,8 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
         raise InvalidInputError(source, f"not a CSV index ({_one_line(exc, 150)})") from None
     _check_index_columns(df, source)
     df = df.loc[:, list(INDEX_COLUMNS)].copy()
+    for subject in df["subject"]:  # ids build output paths: labels only (issue 18)
+        check_subject_id(subject, source)
     base = source.resolve().parent
     for kind in _KINDS:
         df[kind] = [str(p) if Path(p).is_absolute() else str(base / p) for p in df[kind]]

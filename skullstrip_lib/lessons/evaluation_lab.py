@@ -250,5 +250,5 @@ def probability_map(scan: Scan, model: BrainModel) -> tuple[np.ndarray, ModelGri
     grid : ModelGrid
         The model grid placed on this scan.
     """
-    _, probability, grid = predict_mask(scan, model)
-    return from_model_grid(probability, grid, order=1), grid
+    result = predict_mask(scan, model, return_prob=True)
+    return from_model_grid(result.probability, result.grid, order=1), result.grid

@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
+from ..datasets import check_subject_id
 from ..errors import InvalidInputError, SkullstripError
 from ..io import (
     Scan,
@@ -173,8 +174,14 @@ def output_paths(out_dir: str | os.PathLike, subject: str) -> dict[str, Path]:
         ``t1w`` (normalised image on the model grid, float32), ``brainmask``
         (uint8 on the model grid), ``json`` (grid, parameters, inputs; written
         last, so its presence means the subject is complete).
+
+    Raises
+    ------
+    InvalidInputError
+        ``subject`` is not a subject id (:data:`skullstrip_lib.datasets.SUBJECT_ID`):
+        an id is a label, so the outputs always lie inside ``out_dir``.
     """
-    d = Path(out_dir) / subject
+    d = Path(out_dir) / check_subject_id(subject)
     return {
         "t1w": d / f"{subject}_T1w.nii.gz",
         "brainmask": d / f"{subject}_brainmask.nii.gz",
@@ -347,6 +354,11 @@ def preprocess_subject(
     config = config or PreprocessConfig()
     start = time.perf_counter()
     paths = output_paths(out_dir, subject)
+    for p in paths.values():  # an output over an input would delete the raw scan
+        for source in (t1w, brainmask):
+            if source is not None and os.path.realpath(p) == os.path.realpath(source):
+                raise InvalidInputError(source, f"subject {subject}: is also one of its own "
+                                                "outputs; choose another output folder")
     key = cache_key(t1w, brainmask, config)
     if is_complete(out_dir, subject, key):
         return {"subject": subject, "status": "skipped", **{k: str(p) for k, p in paths.items()},

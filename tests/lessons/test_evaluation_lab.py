@@ -123,7 +123,8 @@ def test_probability_map_thresholds_to_the_raw_mask(tmp_path):
     prob, grid = evaluation_lab.probability_map(scan, model)
     assert prob.shape == scan.image.shape and prob.dtype == np.float32
     assert prob.min() >= 0.0 and prob.max() <= 1.0
-    mask, _, grid2 = inference.predict_mask(scan, model)
+    result = inference.predict_mask(scan, model, return_prob=True)
+    mask, grid2 = result.mask, result.grid
     # predict_mask = this map, thresholded, then cleaned (same grid, same mask).
     np.testing.assert_allclose(grid.affine, grid2.affine)
     np.testing.assert_array_equal(inference.postprocess_mask(prob >= model.threshold), mask)
