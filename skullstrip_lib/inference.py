@@ -1053,7 +1053,6 @@ def strip(
     """
     import warnings
 
-    from tqdm.auto import tqdm
 
     items, skipped = _collect([scans] if isinstance(scans, (str, os.PathLike)) else scans)
     out_dir = Path(out_dir)
@@ -1062,7 +1061,26 @@ def strip(
         names = ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         warnings.warn(f"{skipped[0].parent}: skipped {len(skipped)} files named like results "
                       f"of skullstrip, not scans ({names})", InputWarning, stacklevel=2)
+    # The folders this call makes: taken away again if it ends with nothing written in them.
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     _check_writable(out_dir)
+    try:
+        return _strip_planned(targets, out_dir, model, qc=qc, overwrite=overwrite,
+                              progress=progress, check_volume=check_volume,
+                              check_head=check_head)
+    except BaseException:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
+
+
+def _strip_planned(targets: list[dict], out_dir: Path, model: str | os.PathLike | BrainModel,
+                   *, qc: Callable[..., Path] | None, overwrite: bool, progress: bool,
+                   check_volume: bool, check_head: bool) -> list[dict]:
+    """:func:`strip`'s prediction loop over outputs already planned and checked."""
+    from tqdm.auto import tqdm
+
     if not isinstance(model, BrainModel):
         model = load_model(model)
 

@@ -24,7 +24,7 @@ from ..inference import MODEL_FILE, BrainModel, load_model
 from ..io import settings_key
 
 __all__ = ["BOOK_PROFILES", "in_colab", "keep_data_on_drive", "load_subjects", "print_config",
-           "resolve_model", "resolve_profile"]
+           "resolve_model", "resolve_profile", "source"]
 
 BOOK_PROFILES = ("sample", "full")
 
@@ -293,3 +293,70 @@ def print_config() -> None:
     if "tensorflow" in sys.modules:
         gpus = sys.modules["tensorflow"].config.list_physical_devices("GPU")
         print("GPU:", ", ".join(g.name for g in gpus) if gpus else "none (TensorFlow sees no GPU)")
+
+
+def source(function, *, start: str | None = None, stop: str | None = None) -> str:
+    """A library function's real source, as the installed package has it, docstring left out.
+
+    What a chapter shows where it first uses a function (``display(Code(...))``): read
+    with :func:`inspect.getsource`, never a copy that could drift from the code. The
+    docstring is left out (the API page has it); *start* and *stop* cut out the core
+    of a long function: from the first line containing *start* to the first line
+    after it containing *stop*, both included.
+
+    Parameters
+    ----------
+    function : callable
+        A function of the library (or any Python function with a source file).
+    start, stop : str, optional
+        Text on the first and on the last line to show.
+
+    Returns
+    -------
+    str
+        The source, headed by a comment naming the module, the function and the
+        lines shown.
+
+    Raises
+    ------
+    ValueError
+        *start* or *stop* is not in the function's source.
+
+    Examples
+    --------
+    >>> from skullstrip_lib import inference
+    >>> print(source(inference.predict_mask))  # doctest: +ELLIPSIS
+    # skullstrip_lib/inference.py, lines ...: predict_mask
+    def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray, ModelGrid]:
+        image, grid = prepare_input(scan, model.config)
+    ...
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    lines, first = inspect.getsourcelines(function)
+    node = ast.parse(textwrap.dedent("".join(lines))).body[0]
+    body = getattr(node, "body", [])
+    drop: set[int] = set()  # 0-based line numbers of the docstring
+    if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)):
+        drop = set(range(body[0].lineno - 1, body[0].end_lineno))
+    numbered = [(first + i, line) for i, line in enumerate(lines) if i not in drop]
+    if start is not None or stop is not None:
+        begin = next((k for k, (_, line) in enumerate(numbered)
+                      if start is None or start in line), None)
+        if begin is None:
+            raise ValueError(f"{function.__qualname__}: no line contains {start!r}")
+        end = next((k for k, (_, line) in enumerate(numbered) if k >= begin
+                    and (stop is None or stop in line)), None)
+        if end is None:
+            raise ValueError(f"{function.__qualname__}: no line after {start!r} contains {stop!r}")
+        numbered = numbered[begin:end + 1]
+    module = inspect.getsourcefile(function) or "?"
+    package = Path(module).resolve()
+    shown = next((package.relative_to(parent).as_posix() for parent in package.parents
+                  if (parent / "skullstrip_lib").is_dir()), package.name)
+    head = (f"# {shown}, lines {numbered[0][0]}-{numbered[-1][0]}: {function.__qualname__}"
+            + (" (an excerpt)" if start or stop else "") + "\n")
+    return head + textwrap.dedent("".join(line for _, line in numbered)).rstrip("\n")

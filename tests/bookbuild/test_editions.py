@@ -191,3 +191,34 @@ def test_plain_markdown_links():
         f"8](https://colab.research.google.com/github/{editions.REPOSITORY}/blob/main/colab/"
         "08_evaluation.ipynb#dice)")
     assert editions.plain_markdown("(a-target)=\n# Title") == "# Title"
+
+
+@pytest.mark.parametrize(("myst", "plain"), [
+    ("{py:func}`skullstrip_lib.model.build_unet`", "`skullstrip_lib.model.build_unet`"),
+    ("{py:func}`~skullstrip_lib.model.build_unet`", "`build_unet`"),
+    ("{py:func}`unet.build_unet <skullstrip_lib.model.build_unet>`", "`unet.build_unet`"),
+    ("{py:class}`TrainConfig <skullstrip_lib.train.TrainConfig>`", "`TrainConfig`"),
+    ("{py:data}`inference.BRAIN_VOLUME_ML <skullstrip_lib.inference.BRAIN_VOLUME_ML>`",
+     "`inference.BRAIN_VOLUME_ML`"),
+    ("{py:mod}`skullstrip_lib.train`", "`skullstrip_lib.train`"),
+])
+def test_python_roles_become_code_text(myst, plain):
+    # A link to the API page in the web book; the name as code everywhere else.
+    text = f"Call {myst}, then {myst}."
+    converted = editions.plain_markdown(text)
+    assert converted == f"Call {plain}, then {plain}."
+    assert editions.raw_myst(text) and editions.raw_myst(converted) == []
+
+
+def test_python_roles_in_the_editions(tmp_path):
+    # The student edition, the Colab edition and the nbgrader source all go through
+    # plain_markdown: none keeps a Python role.
+    path = _chapter(tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source += "\n\nSee {py:func}`unet.build_unet <skullstrip_lib.model.build_unet>`."
+    nbformat.write(nb, path)
+    for make in (editions.student_edition, editions.colab_edition):
+        out = tmp_path / make.__name__
+        make(path, out)
+        text = (out / path.name).read_text()
+        assert "{py:func}" not in text and "See `unet.build_unet`." in text, make.__name__

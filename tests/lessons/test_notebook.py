@@ -132,3 +132,32 @@ def test_print_config(capsys):
     notebook.print_config()
     out = capsys.readouterr().out
     assert "skullstrip_lib 0.1.0" in out and "nibabel" in out and "onnxruntime" in out
+
+
+def test_source_is_the_real_function_without_its_docstring():
+    import inspect
+
+    text = notebook.source(inference.predict)
+    head, _, code = text.partition("\n")
+    lines, first = inspect.getsourcelines(inference.predict)
+    assert head == (f"# skullstrip_lib/inference.py, lines {first}-{first + len(lines) - 1}: "
+                    "predict")
+    # Every line shown is a line of the file, in order; only the docstring is left out.
+    body = [line.rstrip("\n") for line in lines]
+    assert [line for line in code.splitlines()] == [
+        line for line in body if line not in inference.predict.__doc__.splitlines()
+        and '"""' not in line]
+    assert inference.predict.__doc__.strip().splitlines()[0] not in text
+    assert "mask = probability_to_mask(" in code
+
+
+def test_source_excerpt():
+    from skullstrip_lib import metrics
+
+    text = notebook.source(metrics.dice, start="def dice", stop="def dice")
+    assert text.splitlines()[1].startswith("def dice(") and len(text.splitlines()) == 2
+    assert "(an excerpt)" in text.splitlines()[0]
+    with pytest.raises(ValueError, match="no line contains 'not in there'"):
+        notebook.source(metrics.dice, start="not in there")
+    with pytest.raises(ValueError, match="contains 'nor this'"):
+        notebook.source(metrics.dice, stop="nor this")

@@ -139,6 +139,10 @@ _ADMONITION = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>note|tip|warning|im
 _TERM = re.compile(r"\{term\}`([^`<]+?)(?:\s*<[^>`]+>)?`")
 _NUMREF = re.compile(r"\{numref\}`[^`]+`")
 _EQ = re.compile(r"\{eq\}`([^`]+)`")
+# A Python cross-reference to the API pages: {py:func}`skullstrip_lib.model.build_unet`,
+# {py:func}`~skullstrip_lib.model.build_unet` (shown as its last part) or
+# {py:func}`unet.build_unet <skullstrip_lib.model.build_unet>` (shown as its title).
+_PY = re.compile(r"\{py:[a-z]+\}`(?P<tilde>~?)(?P<text>[^`<]+?)(?:\s*<[^>`]+>)?`")
 _LINK = re.compile(r"\]\((?!https?://|#)([^)\s]+)\)")
 _EXERCISE_LABEL = re.compile(r"^:label:\s*(\S+)", re.MULTILINE)
 _TARGET = re.compile(r"^\([A-Za-z0-9_.:-]+\)=[ \t]*\n?", re.MULTILINE)
@@ -163,6 +167,12 @@ def _link(target: str, chapters: str) -> str:
     return url + (f"#{anchor}" if anchor else "")
 
 
+def _py_code(match: re.Match) -> str:
+    """A Python role as the code text the web book shows for it."""
+    text = match["text"].strip()
+    return f"`{text.rsplit('.', 1)[-1] if match['tilde'] else text}`"
+
+
 def plain_markdown(text: str, *, chapters: str = "colab") -> str:
     """A chapter's MyST Markdown as plain Markdown, for Jupyter, Colab and nbgrader.
 
@@ -172,7 +182,8 @@ def plain_markdown(text: str, *, chapters: str = "colab") -> str:
     ``{solution}`` a closed HTML ``<details>`` fold (the student edition and the
     nbgrader release have none left by then), note, tip and warning admonitions
     quoted paragraphs, ``{term}`` roles their text, ``{numref}`` "the figure",
-    ``{eq}`` the equation's label, ``{cite}`` roles ``[key]``, a ``(target)=``
+    ``{eq}`` the equation's label, ``{cite}`` roles ``[key]``, ``{py:func}`` and the
+    other Python roles (links to the API pages) their name as code, a ``(target)=``
     line nothing, and relative links links that work outside the book (see
     *chapters*).
 
@@ -193,6 +204,8 @@ def plain_markdown(text: str, *, chapters: str = "colab") -> str:
     >>> print(plain_markdown("```{exercise}\\n:label: ex-1\\nWhy is a {term}`voxel` small?\\n```"))
     **Exercise (ex-1).** Why is a voxel small?
     <BLANKLINE>
+    >>> plain_markdown("Use {py:func}`unet.build_unet <skullstrip_lib.model.build_unet>`.")
+    'Use `unet.build_unet`.'
     >>> plain_markdown("See [chapter 8](08_evaluation.ipynb).", chapters="relative")
     'See [chapter 8](08_evaluation.ipynb).'
     """
@@ -220,6 +233,7 @@ def plain_markdown(text: str, *, chapters: str = "colab") -> str:
     text = _TERM.sub(lambda m: m[1].strip(), text)
     text = _NUMREF.sub(figure, text)
     text = _EQ.sub(lambda m: f"({m[1]})", text)
+    text = _PY.sub(_py_code, text)
     text = _CITE.sub(lambda m: "[" + ", ".join(k.strip() for k in m[1].split(",")) + "]", text)
     return _LINK.sub(lambda m: f"]({_link(m[1], chapters)})", text)
 
@@ -332,7 +346,8 @@ def colab_edition(src: str | os.PathLike, out_dir: str | os.PathLike, *,
     does not reveal them; a solution that ends in a bare expression shows its value
     through ``display()``, see :func:`display_last_expression`), ``{cite}`` roles into
     ``[key]``, note, tip and warning admonitions into quoted paragraphs, ``{term}``
-    roles into their text, ``{numref}`` into "the figure" and ``{eq}`` into the
+    roles into their text, ``{py:func}`` and the other Python roles into their name
+    as code, ``{numref}`` into "the figure" and ``{eq}`` into the
     equation's label, and links to other chapters and pages into links that work from
     Colab; the badge points at the copy itself. Outputs are dropped. The web book keeps
     its own dropdowns.
