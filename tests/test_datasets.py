@@ -27,6 +27,7 @@ from conftest import LocalServer
 from helpers import IDS, KINDS, SORTED_IDS, file_name, write_tiny_nfbs
 
 from skullstrip_lib import datasets as ds
+from skullstrip_lib.datasets import _archive, nfbs
 from skullstrip_lib.errors import (
     DownloadError,
     InvalidInputError,
@@ -146,8 +147,8 @@ def test_second_call_does_nothing(tmp_path, server, tiny, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("extracted again")
 
-    monkeypatch.setattr(ds, "_extract_members", boom)
-    monkeypatch.setattr(ds, "_download", boom)
+    monkeypatch.setattr(nfbs, "_extract_members", boom)
+    monkeypatch.setattr(nfbs, "_download", boom)
     assert fetch(tmp_path, url, f"md5:{digest}") == root
     assert fetch(tmp_path, url, f"md5:{digest}", n_subjects=3) == root
     assert snapshot(root) == before
@@ -360,7 +361,7 @@ UNSAFE = {
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 def test_unsafe_archive_is_refused(tmp_path, server, case, fallback, monkeypatch):
     if fallback:
-        monkeypatch.setattr(ds, "_HAS_DATA_FILTER", False)
+        monkeypatch.setattr(_archive, "_HAS_DATA_FILTER", False)
     root = write_tiny_nfbs(tmp_path / "src", ids=IDS[:2])
     data = make_archive(root, extra=UNSAFE[case])
     url = server.serve("/NFBS_Dataset.tar.gz", data)
@@ -489,10 +490,11 @@ def test_member_that_decompresses_beyond_any_volume_is_refused(tmp_path, monkeyp
 
     path = tmp_path / "member.nii.gz"
     path.write_bytes(gzip.compress(bytes(4 * 2**20)))
-    monkeypatch.setattr(ds, "MAX_HEADER_BYTES", 1024)
-    with voxel_limit(1000), pytest.raises(ds._BadFile, match="decompresses to more than 9,024 "
-                                                            "bytes, more than any volume"):
-        ds._check_nifti_gz(path)
+    monkeypatch.setattr(_archive, "MAX_HEADER_BYTES", 1024)
+    with voxel_limit(1000), pytest.raises(_archive._BadFile,
+                                          match="decompresses to more than 9,024 "
+                                                "bytes, more than any volume"):
+        _archive._check_nifti_gz(path)
 
 
 # --------------------------------------------------------------------------- the NFBS stand-in
@@ -848,7 +850,7 @@ def test_stream_picks_the_first_complete_subjects_in_archive_order(tmp_path, ser
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 def test_stream_refuses_unsafe_members(tmp_path, server, case, fallback, monkeypatch):
     if fallback:
-        monkeypatch.setattr(ds, "_HAS_DATA_FILTER", False)
+        monkeypatch.setattr(_archive, "_HAS_DATA_FILTER", False)
     root = write_tiny_nfbs(tmp_path / "src", ids=IDS[:2])
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -922,7 +924,7 @@ def test_url_default_and_blank_environment(tmp_path, monkeypatch):
         seen.append((url, source))
         raise DownloadError(f"{source}: not here")
 
-    monkeypatch.setattr(ds, "_download", fake_download)
+    monkeypatch.setattr(nfbs, "_download", fake_download)
     monkeypatch.setenv(ds.ENV_NFBS_URL, "   ")
     with pytest.raises(DownloadError):
         ds.fetch_nfbs(tmp_path, progressbar=False)
@@ -1179,7 +1181,7 @@ def test_with_synthetic_heads_from_synth(tmp_path, server):
 
 
 def test_extraction_without_data_filter(tmp_path, server, tiny, monkeypatch):
-    monkeypatch.setattr(ds, "_HAS_DATA_FILTER", False)
+    monkeypatch.setattr(_archive, "_HAS_DATA_FILTER", False)
     data, digest = tiny
     url = server.serve("/NFBS_Dataset.tar.gz", data)
     with warnings.catch_warnings():

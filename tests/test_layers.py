@@ -26,8 +26,9 @@ LAYERS = (
     ("cli",),
 )
 LESSONS = len(LAYERS)  # skullstrip_lib.lessons.* sits above every pipeline module
-# Private helper modules every layer may use (shared docstring text): below the first layer.
-BASE = ("_docs",)
+# Private helper modules every layer may use (shared docstring text; atomic writes, cache keys
+# and settings as plain data, which io re-exports): below the first layer.
+BASE = ("_docs", "_files")
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer} | dict.fromkeys(BASE, 0)
 
 
@@ -82,6 +83,13 @@ def same_subpackage(this: str, target: str) -> bool:
     return len(a) >= 2 and len(b) >= 3 and a[:2] == b[:2] and a[1] != "lessons"
 
 
+def private_module(module: str) -> bool:
+    """A module that only its own subpackage may import, e.g. ``skullstrip_lib.datasets._archive``
+    (the package-wide private modules of ``BASE`` excepted)."""
+    return any(p.startswith("_") and not p.startswith("__") and p not in BASE
+               for p in module.split(".")[1:])
+
+
 def problems(path: Path, root: Path = ROOT) -> list[str]:
     """What is wrong with one module's imports, one line each."""
     this, where = module_name(path, root), path.relative_to(root)
@@ -93,6 +101,9 @@ def problems(path: Path, root: Path = ROOT) -> list[str]:
         private = [n for n in names if n.startswith("_") and n != "__version__"]
         if private and target != this and not same_subpackage(this, target):
             found.append(f"{where}:{line}: imports the private {', '.join(private)} of {target}")
+        if private_module(target) and not same_subpackage(this, target):
+            found.append(f"{where}:{line}: imports {target}, a private module of another "
+                         "subpackage")
     # module._name through an imported module, e.g. "from . import viz; viz._pyplot()"
     modules = {target.rpartition(".")[2] for _, target, names in imports(path, root)
                if not names and not same_subpackage(this, target)}
@@ -135,12 +146,41 @@ def test_the_checker_finds_each_kind_of_problem(tmp_path):
     (pkg / "synth" / "head.py").write_text("from .grid import _rotation\nfrom . import grid\n"
                                            "grid._rotation()\n")
     (pkg / "preprocess.py").write_text("from .synth.grid import _rotation\n")
+    # A subpackage's private modules are its own: others import its public names.
+    (pkg / "synth" / "_noise.py").write_text("def fields():\n    pass\n")
+    (pkg / "synth" / "appearance.py").write_text("from ._noise import fields\n")
+    (pkg / "workflow.py").write_text("from .synth._noise import fields\nfrom ._docs import x\n")
     assert [len(problems(pkg / f"{m}.py", tmp_path)) for m in
             ("metrics", "io", "datasets", "inference", "evaluate", "synth/head",
-             "preprocess")] == [1, 2, 2, 1, 0, 0, 1]
+             "preprocess", "synth/appearance", "workflow")] == [1, 2, 2, 1, 0, 0, 1, 0, 1]
+    assert "a private module of another subpackage" in problems(pkg / "workflow.py", tmp_path)[0]
     assert "against the data flow" in problems(pkg / "metrics.py", tmp_path)[0]
     assert "private _png" not in problems(pkg / "datasets.py", tmp_path)[1]
     assert "viz._png" in problems(pkg / "datasets.py", tmp_path)[1]
+
+
+SUBPACKAGES = ("datasets", "preprocess", "synth", "train")
+"""Pipeline steps split by idea into a folder of modules, each imported as one module."""
+
+
+def test_subpackages_are_folders_whose_modules_take_their_layer():
+    for name in SUBPACKAGES:
+        folder = PACKAGE / name
+        assert (folder / "__init__.py").is_file() and not (PACKAGE / f"{name}.py").exists()
+        modules = sorted(folder.glob("*.py"))
+        assert len(modules) > 2, f"{name}/ holds {len(modules)} files"
+        for path in modules:
+            assert layer(module_name(path)) == LAYER_OF[name], path
+    assert {p.parent.name for p in PACKAGE.glob("*/__init__.py")} - {"lessons", "models"} == set(
+        SUBPACKAGES)
+
+
+def test_api_pages_show_every_public_module_of_a_subpackage():
+    api = (ROOT / "book" / "api.md").read_text()
+    shown = set(re.findall(r"^\.\. automodule:: (\S+)$", api, flags=re.M))
+    for name in SUBPACKAGES:
+        for path in sorted((PACKAGE / name).glob("[!_]*.py")):
+            assert module_name(path) in shown, f"book/api.md: no automodule for {path.stem}"
 
 
 def test_readme_states_the_same_layers():

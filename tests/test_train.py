@@ -26,6 +26,8 @@ from skullstrip_lib.train import (
     resolve_config,
     train,
 )
+from skullstrip_lib.train import devices as train_devices
+from skullstrip_lib.train import fit as train_fit
 
 TINY = {
     "synth": [{"n": 6, "shape": [64, 64, 48], "voxel_size": [4.0, 4.0, 4.0]}],
@@ -230,7 +232,7 @@ def test_full_profile_without_a_gpu_stops_before_the_data(tmp_path, data_dir, mo
     from skullstrip_lib.cli import main
 
     prepared = []
-    monkeypatch.setattr(train_module, "prepare_data", lambda *a, **k: prepared.append(a))
+    monkeypatch.setattr(train_fit, "prepare_data", lambda *a, **k: prepared.append(a))
     config = tiny(profile="full")
     with pytest.raises(DeviceError) as refused:
         train(config, tmp_path / "run", progress=False)
@@ -291,7 +293,7 @@ def test_free_memory_of_a_gpu_read_from_nvidia_smi_and_tensorflow(monkeypatch):
 
     mib, gpu = 2**20, object()
     smi = [(0, "GPU-aaaa", 16384 * mib, 15872 * mib), (1, "GPU-bbbb", 16384 * mib, 512 * mib)]
-    monkeypatch.setattr(train_module, "_nvidia_smi", lambda: smi)
+    monkeypatch.setattr(train_devices, "_nvidia_smi", lambda: smi)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu, gpu])
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: None)
     monkeypatch.setattr(tf.config.experimental, "get_memory_growth", lambda device: False)
@@ -300,28 +302,28 @@ def test_free_memory_of_a_gpu_read_from_nvidia_smi_and_tensorflow(monkeypatch):
     for name in ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR"):
         monkeypatch.delenv(name, raising=False)
     # TensorFlow reserved its pool (15.5 GiB used on GPU 0): free is the pool's rest.
-    assert train_module._device_free_bytes(["/device:GPU:0"]) == (14848 * mib, "")
+    assert train_devices._device_free_bytes(["/device:GPU:0"]) == (14848 * mib, "")
     # GPU 1 has 15.5 GiB free: with two, the one with the least free memory counts.
-    assert train_module._device_free_bytes(["/device:GPU:0", "/device:GPU:1"])[0] == 14848 * mib
+    assert train_devices._device_free_bytes(["/device:GPU:0", "/device:GPU:1"])[0] == 14848 * mib
     # TensorFlow sees only physical GPU 1, as its GPU:0.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
-    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 15872 * mib
+    assert train_devices._device_free_bytes(["/device:GPU:0"])[0] == 15872 * mib
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 14848 * mib
+    assert train_devices._device_free_bytes(["/device:GPU:0"])[0] == 14848 * mib
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     # Memory growth: no pool, what nvidia-smi calls free.
     monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 512 * mib
+    assert train_devices._device_free_bytes(["/device:GPU:0"])[0] == 512 * mib
     # A configured memory limit is the pool.
     monkeypatch.setattr(tf.config, "get_logical_device_configuration",
                         lambda device: [tf.config.LogicalDeviceConfiguration(memory_limit=4096)])
-    assert train_module._device_free_bytes(["/device:GPU:0"])[0] == 3072 * mib
+    assert train_devices._device_free_bytes(["/device:GPU:0"])[0] == 3072 * mib
     # No nvidia-smi and no limit: unknown, and said so (train then keeps the configured batch).
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: None)
-    monkeypatch.setattr(train_module, "_nvidia_smi", lambda: None)
-    assert train_module._device_free_bytes(["/device:GPU:0"]) == (
+    monkeypatch.setattr(train_devices, "_nvidia_smi", lambda: None)
+    assert train_devices._device_free_bytes(["/device:GPU:0"]) == (
         None, "cannot read the memory of /device:GPU:0 (nvidia-smi missing or failed)")
-    assert train_module._device_free_bytes(["/device:CPU:0"]) == (None, "no GPU to size it for")
+    assert train_devices._device_free_bytes(["/device:CPU:0"]) == (None, "no GPU to size it for")
 
 
 def out_of_memory_once(epoch: int):
@@ -370,7 +372,7 @@ def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, 
     memory = training_memory(build_unet((24, 32, 40, 1), base_filters=4, depth=2), 1)
     per_volume = memory["activations"]
     free = MEMORY_MARGIN * (memory["total"] + 1.5 * per_volume)  # room for 2.5 volumes
-    monkeypatch.setattr(train_module, "_device_free_bytes", lambda devices: (int(free), ""))
+    monkeypatch.setattr(train_devices, "_device_free_bytes", lambda devices: (int(free), ""))
     oom = out_of_memory_once(epoch=1)
     seen = steps_seen()
     run = train(config, tmp_path / "run", progress=False, callbacks=[oom, seen], allow_cpu=True)

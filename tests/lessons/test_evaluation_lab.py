@@ -59,7 +59,7 @@ def test_training_heads_are_the_training_runs_heads(tmp_path, monkeypatch):
                                                    {"n": 4, **small, "contrast": "t2"}])
     monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
     # What training itself uses: every head of every group, and one split over all of them.
-    used = train._synthetic_index(config, tmp_path / "cache", progress=False)
+    used = train.prepare._synthetic_index(config, tmp_path / "cache", progress=False)
     for split in ("train", "test"):
         n = int(((used["split"] == split) & used["subject"].str.startswith("A9101")).sum())
         if n == 0:
