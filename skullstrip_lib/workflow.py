@@ -42,6 +42,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ._docs import fill_doc
+from ._nipype import nipype_offline
 from .errors import Interrupted, SkullstripError
 from .io import atomic_write_text, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
@@ -117,28 +118,6 @@ def _stopped_by_signals(state: _Signals) -> Iterator[None]:
             signal.signal(s, h)
         for log, was in zip(loggers, muted, strict=True):
             log.disabled = was
-
-
-@contextlib.contextmanager
-def _nipype_offline() -> Iterator[None]:
-    """The one place this package quietens nipype's network check, for one run.
-
-    nipype asks GitHub for its newest version when it is imported in an
-    interactive session and whenever an interface is made, unless the
-    environment holds ``NIPYPE_NO_ET`` (its only switch). A preprocessing run
-    must not wait on the network, so :func:`run_preprocessing` imports and runs
-    nipype inside this block: it sets the variable if the user has not, and
-    removes it again at the end, leaving the environment as it found it.
-    (``preprocess``'s ANTs path has a line of its own doing the same.)
-    """
-    if "NIPYPE_NO_ET" in os.environ:  # the user's choice stands
-        yield
-        return
-    os.environ["NIPYPE_NO_ET"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop("NIPYPE_NO_ET", None)
 
 
 def _plugin(name: str, plugin_args: dict):
@@ -406,7 +385,7 @@ def run_preprocessing(
         work_dir = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
         runner = None
         try:
-            with _stopped_by_signals(signals), _nipype_offline():
+            with _stopped_by_signals(signals), nipype_offline():
                 runner = _plugin(plugin, args)
                 graph = _build(todo_df, out_dir, config, overwrite, work_dir, threads).run(
                     plugin=runner)

@@ -28,7 +28,7 @@ LAYERS = (
 LESSONS = len(LAYERS)  # skullstrip_lib.lessons.* sits above every pipeline module
 # Private helper modules every layer may use (shared docstring text; atomic writes, cache keys
 # and settings as plain data, which io re-exports): below the first layer.
-BASE = ("_docs", "_files")
+BASE = ("_docs", "_files", "_nipype")
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer} | dict.fromkeys(BASE, 0)
 
 

@@ -341,9 +341,9 @@ def source(function, *, start: str | None = None, stop: str | None = None) -> st
     Examples
     --------
     >>> from skullstrip_lib import inference
-    >>> print(source(inference.predict_mask))  # doctest: +ELLIPSIS
-    # skullstrip_lib/inference.py, lines ...: predict_mask
-    def predict_mask(scan: Scan, model: BrainModel) -> tuple[np.ndarray, np.ndarray, ModelGrid]:
+    >>> print(source(inference.predict))  # doctest: +ELLIPSIS
+    # skullstrip_lib/inference.py, lines ...: predict
+    def predict(scan: Scan, model: BrainModel) -> Prediction:
         image, grid = prepare_input(scan, model.config)
     ...
     """

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._nipype import nipype_offline
 from ..errors import SkullstripError
 from .headmask import head_mask
 
@@ -314,7 +315,7 @@ def n4_ants(
                             shrink_factor=shrink_factor, n_iterations=n_iterations,
                             convergence_threshold=convergence_threshold,
                             spline_distance_mm=spline_distance_mm)
-    with tempfile.TemporaryDirectory() as cwd:
+    with tempfile.TemporaryDirectory() as cwd, nipype_offline():
         try:
             n4.run(cwd=cwd)
         except Exception as exc:  # nipype wraps the program's failure in many types
@@ -326,18 +327,18 @@ def n4_ants(
 def _n4_ants_interface(in_file, out_file, *, mask_file, bias_file, shrink_factor, n_iterations,
                        convergence_threshold, spline_distance_mm):
     """nipype's ``N4BiasFieldCorrection`` interface set up as :func:`n4_ants` runs it."""
-    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
-    from nipype.interfaces.ants import N4BiasFieldCorrection
+    with nipype_offline():  # no version check over the network, and no variable left behind
+        from nipype.interfaces.ants import N4BiasFieldCorrection
 
-    n4 = N4BiasFieldCorrection(
-        dimension=3,
-        input_image=str(Path(in_file).absolute()),
-        output_image=str(Path(out_file).absolute()),
-        shrink_factor=int(shrink_factor),
-        n_iterations=[int(i) for i in n_iterations],
-        convergence_threshold=float(convergence_threshold),
-        bspline_fitting_distance=float(spline_distance_mm),
-    )
+        n4 = N4BiasFieldCorrection(
+            dimension=3,
+            input_image=str(Path(in_file).absolute()),
+            output_image=str(Path(out_file).absolute()),
+            shrink_factor=int(shrink_factor),
+            n_iterations=[int(i) for i in n_iterations],
+            convergence_threshold=float(convergence_threshold),
+            bspline_fitting_distance=float(spline_distance_mm),
+        )
     if mask_file is not None:
         n4.inputs.mask_image = str(Path(mask_file).absolute())
     if bias_file is not None:
