@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_text",
     "errors_named",
     "from_plain",
+    "move_into_place",
     "settings_key",
     "to_plain",
 ]
@@ -78,17 +79,48 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     try:
         with errors_named(path, tmp):
             yield tmp
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:  # a hard link fails if the target appeared meanwhile: no clobbering
-                os.link(tmp, path)
-            except FileExistsError:
-                raise OutputExistsError(
-                    f"{path}: already exists (pass overwrite to replace it)") from None
-            except OSError:  # file systems without hard links
-                os.replace(tmp, path)
+        move_into_place(tmp, path, overwrite=overwrite)
     finally:
+        tmp.unlink(missing_ok=True)
+
+
+def move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Give the finished file ``tmp`` the name ``path``, in one step.
+
+    With ``overwrite`` an existing ``path`` is replaced. Without it a hard link
+    makes the name, and a hard link fails if ``path`` appeared meanwhile (another
+    process, a second output of the same run): nothing is clobbered, whatever the
+    timing. On file systems without hard links it falls back to a rename.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false; ``tmp`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "a.tmp").write_text("new"), (d / "a.txt").write_text("old")
+    (3, 3)
+    >>> move_into_place(d / "a.tmp", d / "a.txt", overwrite=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.OutputExistsError: ...a.txt: already exists (pass overwrite to replace it)
+    >>> move_into_place(d / "a.tmp", d / "a.txt", overwrite=True)
+    >>> (d / "a.txt").read_text(), (d / "a.tmp").exists()
+    ('new', False)
+    """
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path}: already exists (pass overwrite to replace it)") from None
+    except OSError:  # file systems without hard links
+        os.replace(tmp, path)
+    else:
         tmp.unlink(missing_ok=True)
 
 

@@ -66,6 +66,7 @@ from .io import (
     image_files,
     image_suffix,
     load_scan,
+    move_into_place,
     save_like,
 )
 from .preprocess import (
@@ -991,17 +992,7 @@ def _commit(staged: list[tuple[Path, Path]], overwrite: bool) -> None:
                         final.unlink(missing_ok=True)  # a stale .mat would override the affine
                     continue
                 try:
-                    if overwrite:
-                        os.replace(tmp, final)
-                    else:
-                        try:  # a hard link fails if the file appeared meanwhile: no clobbering
-                            os.link(tmp, final)
-                        except FileExistsError:
-                            raise OutputExistsError(f"{final}: already exists (use overwrite "
-                                                    "to replace it)") from None
-                        except OSError:  # file systems without hard links
-                            os.replace(tmp, final)
-                        tmp.unlink(missing_ok=True)
+                    move_into_place(tmp, final, overwrite=overwrite)
                 except OSError as exc:
                     if isinstance(exc, SkullstripError):
                         raise

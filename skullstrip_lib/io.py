@@ -54,6 +54,7 @@ from ._files import (
     atomic_write_text,
     errors_named,
     from_plain,
+    move_into_place,
     settings_key,
     to_plain,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "image_suffix",
     "load_mask",
     "load_scan",
+    "move_into_place",
     "save_like",
     "settings_key",
     "to_plain",
