@@ -26,66 +26,12 @@ cache). Every public name is here too: ``from skullstrip_lib.preprocess import
 prepare_input``.
 """
 
-from .bias import (
-    N4_BACKENDS,
-    N4_CONVERGENCE,
-    N4_FIT_SPACING_MM,
-    N4_ITERATIONS,
-    n4_ants,
-    n4_ants_command,
-    n4_correct,
-    n4_shrink_factors,
-)
-from .grid import (
-    INTERPOLATIONS,
-    MODEL_SHAPE,
-    MODEL_SPACING,
-    ModelGrid,
-    bounding_box,
-    box_corners,
-    fit_model_grid,
-    from_model_grid,
-    to_model_grid,
-)
-from .headmask import head_mask
-from .intensity import (
-    NORMALIZATIONS,
-    normalize_intensity,
-)
-from .subject import (
-    PreprocessConfig,
-    cache_key,
-    is_complete,
-    output_paths,
-    prepare_input,
-    preprocess_subject,
-)
+# Each module's __all__ lists its public names; the package re-exports them all.
+from . import bias, grid, headmask, intensity, subject
+from .bias import *
+from .grid import *
+from .headmask import *
+from .intensity import *
+from .subject import *
 
-__all__ = [
-    "INTERPOLATIONS",
-    "MODEL_SHAPE",
-    "MODEL_SPACING",
-    "N4_BACKENDS",
-    "N4_CONVERGENCE",
-    "N4_FIT_SPACING_MM",
-    "N4_ITERATIONS",
-    "NORMALIZATIONS",
-    "ModelGrid",
-    "PreprocessConfig",
-    "bounding_box",
-    "box_corners",
-    "cache_key",
-    "fit_model_grid",
-    "from_model_grid",
-    "head_mask",
-    "is_complete",
-    "n4_ants",
-    "n4_ants_command",
-    "n4_correct",
-    "n4_shrink_factors",
-    "normalize_intensity",
-    "output_paths",
-    "prepare_input",
-    "preprocess_subject",
-    "to_model_grid",
-]
+__all__ = [*bias.__all__, *grid.__all__, *headmask.__all__, *intensity.__all__, *subject.__all__]

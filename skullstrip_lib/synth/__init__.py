@@ -32,48 +32,11 @@ Examples
 
 from __future__ import annotations
 
-from .head import SynthHead, grid_affine, make_head, subject_id
-from .settings import (
-    ATROPHY_RANGE,
-    BIAS_RANGE,
-    CONTRASTS,
-    HEAD_ARGUMENTS,
-    MAX_VOXELS,
-    MIN_SHAPE,
-    NFBS_SHAPE,
-    PITCH_RANGE_DEG,
-    SCALE_RANGE,
-    SKULL_BASES,
-    AnatomySettings,
-    AppearanceSettings,
-    GridSettings,
-    HeadSettings,
-    check_head_kwargs,
-)
-from .template import BRAINSTEM_CUT_MM
-from .writers import write_nfbs_archive, write_nfbs_dataset
+# Each module's __all__ lists its public names; the package re-exports them all.
+from . import head, settings, template, writers
+from .head import *
+from .settings import *
+from .template import *
+from .writers import *
 
-__all__ = [
-    "ATROPHY_RANGE",
-    "BIAS_RANGE",
-    "BRAINSTEM_CUT_MM",
-    "CONTRASTS",
-    "HEAD_ARGUMENTS",
-    "MAX_VOXELS",
-    "MIN_SHAPE",
-    "NFBS_SHAPE",
-    "PITCH_RANGE_DEG",
-    "SCALE_RANGE",
-    "SKULL_BASES",
-    "AnatomySettings",
-    "AppearanceSettings",
-    "GridSettings",
-    "HeadSettings",
-    "SynthHead",
-    "check_head_kwargs",
-    "grid_affine",
-    "make_head",
-    "subject_id",
-    "write_nfbs_archive",
-    "write_nfbs_dataset",
-]
+__all__ = [*head.__all__, *settings.__all__, *template.__all__, *writers.__all__]

@@ -38,6 +38,8 @@ from .appearance import _draw_tissues, _smooth_field, _template_image, _zoom_to,
 from .settings import ATROPHY_RANGE, NFBS_SHAPE, PITCH_RANGE_DEG, SCALE_RANGE, HeadSettings
 from .template import _rotation, _template
 
+__all__ = ["SynthHead", "grid_affine", "make_head", "subject_id"]
+
 
 def subject_id(index: int, seed: int) -> str:
     """Deterministic NFBS-like subject ID.

@@ -26,6 +26,8 @@ from ..io import atomic_path, atomic_write_text, to_plain
 from .head import subject_id
 from .settings import check_head_kwargs
 
+__all__ = ["write_nfbs_archive", "write_nfbs_dataset"]
+
 
 def _make_head():
     # Looked up on the package at call time, so that a caller (or a test) replacing

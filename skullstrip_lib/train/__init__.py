@@ -38,54 +38,14 @@ With several devices (all GPUs, or ``TrainConfig.devices``) a
 ``tf.distribute.MirroredStrategy`` splits every batch between them.
 """
 
-from .config import (
-    CHECKPOINTS,
-    DOMAIN_SYNTH,
-    REALISTIC_SYNTH,
-    SAMPLE_SYNTH,
-    SPLIT_FILE,
-    TRAINING_PROFILES,
-    VARIED_SYNTH,
-    TrainConfig,
-    read_config,
-    resolve_config,
-)
-from .devices import (
-    GPU_PROFILES,
-    MEMORY_MARGIN,
-    check_device,
-    epoch_steps,
-    fit_batch_size,
-    gpu_free_bytes,
-)
-from .export import computes_in_float32, export_run
-from .fit import train
-from .network import build_network, compile_for_training, precision_policy
-from .prepare import prepare_data, training_index
+# Each module's __all__ lists its public names; the package re-exports them all.
+from . import config, devices, export, fit, network, prepare
+from .config import *
+from .devices import *
+from .export import *
+from .fit import *
+from .network import *
+from .prepare import *
 
-__all__ = [
-    "CHECKPOINTS",
-    "DOMAIN_SYNTH",
-    "GPU_PROFILES",
-    "MEMORY_MARGIN",
-    "REALISTIC_SYNTH",
-    "SAMPLE_SYNTH",
-    "SPLIT_FILE",
-    "TRAINING_PROFILES",
-    "VARIED_SYNTH",
-    "TrainConfig",
-    "build_network",
-    "check_device",
-    "compile_for_training",
-    "computes_in_float32",
-    "epoch_steps",
-    "export_run",
-    "fit_batch_size",
-    "gpu_free_bytes",
-    "precision_policy",
-    "prepare_data",
-    "read_config",
-    "resolve_config",
-    "train",
-    "training_index",
-]
+__all__ = [*config.__all__, *devices.__all__, *export.__all__, *fit.__all__, *network.__all__,
+           *prepare.__all__]
