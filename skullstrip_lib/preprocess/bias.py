@@ -10,11 +10,13 @@ without running it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -349,17 +351,8 @@ def _n4_ants_interface(in_file, out_file, *, mask_file, bias_file, shrink_factor
 
 # A dry run of n4_ants: chapter 3 shows readers without ANTs (Colab) the command nipype
 # builds from the same parameters.
-def n4_ants_command(
-    in_file: str | os.PathLike,
-    out_file: str | os.PathLike,
-    *,
-    mask_file: str | os.PathLike | None = None,
-    bias_file: str | os.PathLike | None = None,
-    shrink_factor: int = 4,
-    n_iterations: Sequence[int] = (50, 50, 50, 50),
-    convergence_threshold: float = 1e-3,
-    spline_distance_mm: float = 200.0,
-) -> str:
+def n4_ants_command(in_file: str | os.PathLike, out_file: str | os.PathLike,
+                    **options: Any) -> str:
     """The command line :func:`n4_ants` would run, without running it.
 
     nipype builds it from the same parameters; ANTs need not be installed.
@@ -376,7 +369,15 @@ convergence_threshold, spline_distance_mm
     str
         ``N4BiasFieldCorrection --bspline-fitting [ 200 ] -d 3 --input-image ...``
     """
-    return _n4_ants_interface(in_file, out_file, mask_file=mask_file, bias_file=bias_file,
-                              shrink_factor=shrink_factor, n_iterations=n_iterations,
-                              convergence_threshold=convergence_threshold,
-                              spline_distance_mm=spline_distance_mm).cmdline
+    try:
+        call = inspect.signature(n4_ants).bind(in_file, out_file, **options)
+    except TypeError as exc:  # an unknown or repeated keyword: say whose
+        raise TypeError(f"n4_ants_command() {exc}") from None
+    call.apply_defaults()
+    return _n4_ants_interface(**call.arguments).cmdline
+
+
+# n4_ants's parameters and defaults are written once, on n4_ants; help() and the API page
+# show them for the dry run as well.
+n4_ants_command.__signature__ = inspect.signature(n4_ants).replace(  # type: ignore[attr-defined]
+    return_annotation="str")
