@@ -149,23 +149,21 @@ class _Listing:
         return found
 
 
-def _open_progress(archive: Path, desc: str, progressbar: bool):
+def _progress_stream(stack: contextlib.ExitStack, archive: Path, desc: str, progressbar: bool):
+    """The archive open for reading until *stack* closes, its reads counted by a progress bar."""
     from tqdm.auto import tqdm
 
-    raw = open(archive, "rb")  # noqa: SIM115 (closed by the caller's ExitStack)
-    size = archive.stat().st_size
-    return raw, tqdm.wrapattr(
-        raw, "read", total=size, desc=desc, disable=not progressbar, leave=False
-    )
+    raw = stack.enter_context(open(archive, "rb"))  # noqa: SIM115 (the stack closes it)
+    return stack.enter_context(tqdm.wrapattr(
+        raw, "read", total=archive.stat().st_size, desc=desc, disable=not progressbar,
+        leave=False))
 
 
 def _scan_archive(archive: Path, dest: str, progressbar: bool) -> _Listing:
     """Check every member of a local archive is safe; list the subjects' files."""
     listing = _Listing(archive)
     with contextlib.ExitStack() as stack:
-        raw, wrapped = _open_progress(archive, "Checking NFBS", progressbar)
-        stack.enter_context(raw)
-        stream = stack.enter_context(wrapped)
+        stream = _progress_stream(stack, archive, "Checking NFBS", progressbar)
         try:
             tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|*"))
             for member in tar:
@@ -187,9 +185,7 @@ def _extract_members(archive: Path, tmp: Path, folders: dict[str, str], progress
     """Extract the members under the archive *folders* (subject → folder) into *tmp*."""
     wanted = set(folders.values())
     with contextlib.ExitStack() as stack:
-        raw, wrapped = _open_progress(archive, "Extracting NFBS", progressbar)
-        stack.enter_context(raw)
-        stream = stack.enter_context(wrapped)
+        stream = _progress_stream(stack, archive, "Extracting NFBS", progressbar)
         try:
             tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|*"))
             for member in tar:
