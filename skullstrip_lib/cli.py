@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -294,37 +295,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``skullstrip`` command (used by the docs too)."""
-    # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
-    from .datasets import SPLITS
-    from .inference import BRAIN_VOLUME_ML, CONFIDENCE_FLOOR, MIN_HEAD_CONTRAST, TTA_MODES
-    from .io import MAX_VOXELS
-    from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
-    from .synth import CONTRASTS, NFBS_SHAPE
-    from .train import CHECKPOINTS, TRAINING_PROFILES
+def _subcommand(sub: argparse._SubParsersAction, name: str,
+                func: Callable[[argparse.Namespace], int], summary: str,
+                description: str) -> argparse.ArgumentParser:
+    """A subcommand: *summary* is its line in ``skullstrip --help``, *description* heads its
+    own ``--help`` (argparse folds its white space); *func* runs it with the parsed arguments."""
+    p = sub.add_parser(name, help=summary, description=description)
+    p.set_defaults(func=func)
+    return p
 
-    parser = argparse.ArgumentParser(
-        prog="skullstrip",
-        description="Brain extraction of T1-weighted MRI: data, preprocessing and more. "
-                    "Run 'skullstrip COMMAND --help' for a command's options.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--max-voxels", type=_positive_int, default=MAX_VOXELS, metavar="N",
-                        help="refuse scans whose header declares more voxels than this, before "
-                             f"reading them (default {MAX_VOXELS:,}, a 512x512x512 grid)")
-    parser.add_argument("--traceback", action="store_true",
-                        help="print the Python traceback of an error, not just its one line "
-                             "(for bug reports)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("fetch", help="download and extract the NFBS data set",
-                       description="Download NFBS_Dataset.tar.gz (about 1.75 GB), check its "
-                                   "MD5 and extract it safely into the data folder; or, with "
-                                   "--subjects N, stream it and stop once N subjects are "
-                                   "complete (each file's gzip CRC and NIfTI header are "
-                                   "checked; the archive's MD5 cannot be). A second run does "
-                                   "nothing.")
+def _common_options(p: argparse.ArgumentParser, *, overwrite: str | None = None,
+                    quiet: str | None = None) -> None:
+    """The flags most subcommands share, with what they replace and what they silence:
+    ``--overwrite`` and ``-q/--quiet``."""
+    if overwrite is not None:
+        p.add_argument("--overwrite", action="store_true", help=overwrite)
+    if quiet is not None:
+        p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
+def _fetch_parser(sub: argparse._SubParsersAction) -> None:
+    p = _subcommand(sub, "fetch", _cmd_fetch, "download and extract the NFBS data set", """
+        Download NFBS_Dataset.tar.gz (about 1.75 GB), check its MD5 and extract it safely into the
+        data folder; or, with --subjects N, stream it and stop once N subjects are complete (each
+        file's gzip CRC and NIfTI header are checked; the archive's MD5 cannot be). A second run
+        does nothing.""")
     p.add_argument("--data-dir", help="data folder (default: $SKULLSTRIP_DATA, then "
                                       "~/skullstrip_data)")
     p.add_argument("--subjects", type=_positive_int, metavar="N",
@@ -340,25 +336,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up waiting for the server after this long (default 60)")
     p.add_argument("--no-keep-archive", action="store_true",
                    help="delete the archive after a successful extraction")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_fetch)
+    _common_options(p, quiet="no progress bars")
 
-    p = sub.add_parser("index", help="list subjects and split them into train/val/test",
-                       description="Pair each subject's T1w, brain mask and brain files by "
-                                   "subject id and add a seeded subject-level split.")
+
+def _index_parser(sub: argparse._SubParsersAction) -> None:
+    p = _subcommand(sub, "index", _cmd_index,
+                    "list subjects and split them into train/val/test", """
+        Pair each subject's T1w, brain mask and brain files by subject id and add a seeded
+        subject-level split.""")
     p.add_argument("data_dir", help="NFBS_Dataset folder or the folder containing it")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15),
                    metavar=("TRAIN", "VAL", "TEST"), help="split fractions (default 0.7 0.15 "
                                                            "0.15)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.set_defaults(func=_cmd_index)
+    _common_options(p, overwrite="replace an existing CSV")
 
-    p = sub.add_parser("synth", help="write synthetic heads in the NFBS layout",
-                       description="Generate synthetic T1-weighted heads with exact brain "
-                                   "masks, in the NFBS folder layout, on the NFBS grid by "
-                                   "default. The same seed gives the same bytes.")
+
+def _synth_parser(sub: argparse._SubParsersAction) -> None:
+    from .synth import CONTRASTS, NFBS_SHAPE
+
+    p = _subcommand(sub, "synth", _cmd_synth, "write synthetic heads in the NFBS layout", """
+        Generate synthetic T1-weighted heads with exact brain masks, in the NFBS folder layout, on
+        the NFBS grid by default. The same seed gives the same bytes.""")
     p.add_argument("out_dir", help="output folder (NFBS_Dataset/ is created inside)")
     p.add_argument("--archive", action="store_true",
                    help="write OUT_DIR/NFBS_Dataset.tar.gz laid out like the NFBS archive "
@@ -378,16 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast", choices=CONTRASTS, default="t1",
                    help="tissue contrast (default t1)")
     p.add_argument("--no-deface", action="store_true", help="keep the face")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace subjects made with other parameters")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_synth)
+    _common_options(p, overwrite="replace subjects made with other parameters",
+                    quiet="no progress bar")
 
-    p = sub.add_parser("preprocess", help="N4, model grid and normalisation for many subjects",
-                       description="Run N4 bias-field correction, resampling onto the model "
-                                   "grid and intensity normalisation for every subject, as a "
-                                   "nipype workflow. Finished subjects are skipped; a failing "
-                                   "subject is reported and the others go on.")
+
+def _preprocess_parser(sub: argparse._SubParsersAction) -> None:
+    from .preprocess import MODEL_SHAPE, MODEL_SPACING, N4_BACKENDS, NORMALIZATIONS
+
+    p = _subcommand(sub, "preprocess", _cmd_preprocess,
+                    "N4, model grid and normalisation for many subjects", """
+        Run N4 bias-field correction, resampling onto the model grid and intensity normalisation
+        for every subject, as a nipype workflow. Finished subjects are skipped; a failing subject
+        is reported and the others go on.""")
     p.add_argument("input", help="index CSV (skullstrip index) or a data folder")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--subjects", type=_positive_int, metavar="N",
@@ -408,15 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"bias-field correction backend (default {N4_BACKENDS[0]})")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATIONS[0],
                    help=f"intensity normalisation (default {NORMALIZATIONS[0]})")
-    p.add_argument("--overwrite", action="store_true",
-                   help="redo subjects whose outputs came from other inputs or parameters")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_preprocess)
+    _common_options(p, overwrite="redo subjects whose outputs came from other inputs or "
+                                 "parameters", quiet="no progress bar")
 
-    p = sub.add_parser("train", help="train a U-Net (sample, default or full profile)",
-                       description="Train the 3D U-Net. A run folder gets config.yaml, log.csv, "
-                                   "TensorBoard logs, best.keras, last.keras and an exported "
-                                   "ONNX model. --resume continues a stopped run.")
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .train import TRAINING_PROFILES
+
+    p = _subcommand(sub, "train", _cmd_train, "train a U-Net (sample, default or full profile)", """
+        Train the 3D U-Net. A run folder gets config.yaml, log.csv, TensorBoard logs, best.keras,
+        last.keras and an exported ONNX model. --resume continues a stopped run.""")
     p.add_argument("--profile", default="sample", choices=tuple(TRAINING_PROFILES),
                    help="sample: synthetic heads, minutes on a CPU; default: the shipped "
                         "model's recipe; full: 96x128x160 at 2 mm for a GPU (default sample)")
@@ -435,28 +438,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "profile stops at once when there is no GPU")
     p.add_argument("--seed", type=int, help="override the seed (default 0)")
     p.add_argument("--workers", type=_positive_int, help="preprocessing processes (default 2)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_train)
+    _common_options(p, quiet="no progress output")
 
-    p = sub.add_parser("export", help="export a run's checkpoint to ONNX",
-                       description="Write model.onnx and model.json (the preprocessing it "
-                                   "needs) from a training run, for predict and evaluate.")
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from .inference import TTA_MODES
+    from .train import CHECKPOINTS
+
+    p = _subcommand(sub, "export", _cmd_export, "export a run's checkpoint to ONNX", """
+        Write model.onnx and model.json (the preprocessing it needs) from a training run, for
+        predict and evaluate.""")
     p.add_argument("run", help="training run folder")
     p.add_argument("-o", "--output", help="output folder (default RUN/export)")
     p.add_argument("--checkpoint", default="best.keras", choices=CHECKPOINTS)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    _common_options(p, overwrite="replace an existing export")
     p.add_argument("--tta", default="flip_lr", choices=TTA_MODES,
                    help="test-time augmentation predict will use (default flip_lr: average "
                         "with the left-right mirror image)")
     p.add_argument("--calibrate", action="store_true",
                    help="set the threshold to the one with the best native-space Dice on the "
                         "run's validation heads (they are re-read from its data)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_export)
+    _common_options(p, quiet="no progress output")
 
-    p = sub.add_parser("evaluate", help="Dice, IoU, HD95 in native space on held-out subjects",
-                       description="Predict every subject of a split and score it against its "
-                                   "original mask on the scan's own grid.")
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    from .datasets import SPLITS
+
+    p = _subcommand(sub, "evaluate", _cmd_evaluate,
+                    "Dice, IoU, HD95 in native space on held-out subjects", """
+        Predict every subject of a split and score it against its original mask on the scan's own
+        grid.""")
     p.add_argument("--model", default="default",
                    help="bundled model name, model folder, or .onnx/.keras file (default: "
                         "the bundled default)")
@@ -465,23 +476,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which subjects (default test)")
     p.add_argument("-o", "--output", required=True, help="per-subject CSV to write")
     p.add_argument("--figure", help="also write a PNG of the worst subjects")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_evaluate)
+    _common_options(p, overwrite="replace an existing CSV", quiet="no progress bar")
 
-    p = sub.add_parser("predict", help="skull-strip scans: brain mask and brain, native space",
-                       description="For each scan write <name>_brainmask and <name>_brain on "
-                                   "the scan's own grid and in its format (NIfTI, MGH/MGZ, "
-                                   "Analyze; NIfTI for MINC, which cannot be written), with its "
-                                   "affine, header and data type, and <name>_brainmask.json "
-                                   "with the volume and a confidence (0-1; below "
-                                   f"{CONFIDENCE_FLOOR:g} the mask is flagged as likely wrong). "
-                                   "A BIDS dataset gives a BIDS-derivatives dataset "
-                                   "(*_desc-brain_mask.nii.gz, *_desc-brain_T1w.nii.gz). NaN "
-                                   "voxels count as background (with a warning); a scan whose "
-                                   "brain is not brighter than the air, a mask that cannot be an "
-                                   "adult brain, an output that would be an input are errors. "
-                                   "Runs on the CPU.")
+
+def _predict_parser(sub: argparse._SubParsersAction) -> None:
+    from .inference import BRAIN_VOLUME_ML, CONFIDENCE_FLOOR, MIN_HEAD_CONTRAST
+
+    p = _subcommand(sub, "predict", _cmd_predict,
+                    "skull-strip scans: brain mask and brain, native space", f"""
+        For each scan write <name>_brainmask and <name>_brain on the scan's own grid and in its
+        format (NIfTI, MGH/MGZ, Analyze; NIfTI for MINC, which cannot be written), with its affine,
+        header and data type, and <name>_brainmask.json with the volume and a confidence (0-1;
+        below {CONFIDENCE_FLOOR:g} the mask is flagged as likely wrong). A BIDS dataset gives a
+        BIDS-derivatives dataset (*_desc-brain_mask.nii.gz, *_desc-brain_T1w.nii.gz). NaN voxels
+        count as background (with a warning); a scan whose brain is not brighter than the air, a
+        mask that cannot be an adult brain, an output that would be an input are errors. Runs on
+        the CPU.""")
     p.add_argument("scans", nargs="+",
                    help="scans (.nii, .nii.gz, .mgz, .mgh, .hdr/.img, .mnc), folders of them "
                         "(their *_brainmask and *_brain files are skipped), or a BIDS dataset")
@@ -498,10 +508,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-head-check", action="store_true",
                    help="accept a scan whose brain is not brighter than the air around the "
                         f"head (contrast below {MIN_HEAD_CONTRAST:g})")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (never an input)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_predict)
+    _common_options(p, overwrite="replace existing outputs (never an input)",
+                    quiet="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``skullstrip`` command (used by the docs too)."""
+    # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
+    from .io import MAX_VOXELS
+
+    parser = argparse.ArgumentParser(
+        prog="skullstrip",
+        description="Brain extraction of T1-weighted MRI: data, preprocessing and more. "
+                    "Run 'skullstrip COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--max-voxels", type=_positive_int, default=MAX_VOXELS, metavar="N",
+                        help="refuse scans whose header declares more voxels than this, before "
+                             f"reading them (default {MAX_VOXELS:,}, a 512x512x512 grid)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="print the Python traceback of an error, not just its one line "
+                             "(for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_subcommand in (_fetch_parser, _index_parser, _synth_parser, _preprocess_parser,
+                           _train_parser, _export_parser, _evaluate_parser, _predict_parser):
+        add_subcommand(sub)
     return parser
 
 
