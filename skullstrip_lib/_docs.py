@@ -85,7 +85,9 @@ name : str, optional
 dtype : str, optional
     Keras's dtype policy; the sums are kept in float32 whatever it is.""",
     # The "build it yourself" checks (skullstrip_lib.lessons.checks): one frame, one text.
-    "check_params": """\
+    "check_sections": """\
+Parameters
+----------
 func : callable
     The student's function.
 strict : bool
@@ -96,8 +98,8 @@ strict : bool
 unseen : int or None
     A seed: run cases made from it (random inputs, the library's answers)
     instead of the chapter's, which the student has not seen (nbgrader's
-    hidden tests).""",
-    "check_returns": """\
+    hidden tests).
+
 Returns
 -------
 bool
@@ -133,15 +135,15 @@ def fill_doc(func: F) -> F:
     Examples
     --------
     >>> @fill_doc
-    ... def f(func, *, strict=False):
-    ...     '''Check func.
+    ... def f(plot, *, progress=False):
+    ...     '''Plot.
     ...
     ...     Parameters
     ...     ----------
-    ...     %(check_params)s
+    ...     %(progress)s
     ...     '''
     >>> print(f.__doc__.splitlines()[4])
-        func : callable
+        progress : bool
     """
     doc = func.__doc__
     if doc:

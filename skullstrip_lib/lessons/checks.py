@@ -342,11 +342,7 @@ def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
     :func:`skullstrip_lib.io.load_scan` does), on 3x4x5 arrays whose voxels
     all differ, with RAS, LPS, sagittal (permuted, anisotropic) and oblique affines.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -466,11 +462,7 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False,
     error whose message names the subject (pairing by position would shift
     every later subject onto the wrong mask).
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -615,11 +607,7 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
     each tissue's coefficient of variation
     (:func:`skullstrip_lib.lessons.bias.intensity_cv`) must drop to 0.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -733,11 +721,7 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
     antialias=False``, and, where they can be worked out by hand (a shift by
     one voxel, a grid of half the voxel size), those values.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -876,11 +860,7 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
     cases are a small head in a large field of view, one very bright voxel,
     and an intensity offset and scale.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1005,11 +985,7 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
     impulse must spread over 5x5x5 voxels (two 3x3x3 convolutions in a row;
     the source article's defect, both reading ``x``, spreads it over 3x3x3).
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1145,11 +1121,7 @@ def check_dice_loss(func: Callable[..., Any], *, strict: bool = False,
     half-overlapping masks, a soft prediction, two empty masks) and compared
     with :func:`skullstrip_lib.losses.soft_dice_loss` on random predictions.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1275,11 +1247,7 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
     library's convention: they agree perfectly). The cases are cubes whose
     Dice is known by hand, and :func:`skullstrip_lib.metrics.dice` on balls.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1368,11 +1336,7 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False,
     :func:`skullstrip_lib.metrics.hausdorff95`, and by hand where that is
     easy (two voxels, identical masks).
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1475,11 +1439,7 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
     beside them, a ventricle-like hole, an island inside that hole, and two
     cubes that touch only along an edge.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1566,11 +1526,7 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
     :func:`skullstrip_lib.data.augment` with only its gamma switched on (it
     imports TensorFlow).
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
@@ -1705,11 +1661,7 @@ def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
     library's :func:`skullstrip_lib.lessons.baseline.classical_brain_mask` with
     a 4 mm erosion does): the check asks for the properties, not the numbers.
 
-    Parameters
-    ----------
-    %(check_params)s
-
-    %(check_returns)s
+    %(check_sections)s
 
     Examples
     --------
