@@ -169,14 +169,20 @@ def _refusing(func: Callable[..., Any], codes: dict[Any, str]) -> Callable[..., 
 
 
 def _run(func: Callable[..., Any], cases: Sequence[Case], agrees_with: str, *,
-         strict: bool, library: Sequence[str] = ()) -> bool:
+         strict: bool, unseen: int | None,
+         unseen_cases: Callable[[np.random.Generator], Sequence[Case]],
+         library: Sequence[str] = ()) -> bool:
     """Run the cases in order; print one line per case passed; see the module docstring.
 
-    *library* (``"module:name"`` strings) is the library's own implementation of
-    the piece: with *strict*, a *func* that is or calls one of them fails.
+    With an *unseen* seed, the cases are ``unseen_cases(rng)`` instead, *rng* a
+    generator seeded with it. *library* (``"module:name"`` strings) is the
+    library's own implementation of the piece: with *strict*, a *func* that is
+    or calls one of them fails.
     """
     if not callable(func):
         raise TypeError(f"pass the function itself (e.g. check(my_dice)), not {func!r}")
+    if unseen is not None:
+        cases = unseen_cases(np.random.default_rng(unseen))
     name = _name(func)
     if strict and library:
         codes = _library_code(library)
@@ -397,17 +403,20 @@ def check_reorient(func: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np
                     "(nib.orientations.inv_ornt_aff does it)")
         return run
 
-    cases = [(what, case(affine)) for what, affine in _reorient_cases()]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         cases = []
         for k in range(3):
             shape = tuple(int(n) for n in rng.integers(2, 7, 3))
             values = rng.permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)
             cases.append((f"unseen grid {k + 1}: {shape} voxels, axes permuted, reversed "
                           "and tilted at random", case(_random_affine(rng), values)))
-    return _run(func, cases, "nibabel.as_closest_canonical (io.load_scan)", strict=strict,
-                library=("nibabel:as_closest_canonical", "skullstrip_lib.io:load_scan"))
+        return cases
+
+    cases = [(what, case(affine)) for what, affine in _reorient_cases()]
+    return _run(func, cases, "nibabel.as_closest_canonical (io.load_scan)",
+                strict=strict, unseen=unseen, unseen_cases=unseen_cases,
+                library=("nibabel:as_closest_canonical",
+                         "skullstrip_lib.io:load_scan"))
 
 
 def _random_affine(rng: np.random.Generator, tilt_deg: float = 20.0) -> np.ndarray:
@@ -553,14 +562,7 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False,
             "zipping sorted lists would have paired the later subjects with their "
             "neighbours' masks")
 
-    cases: list[Case] = [
-        ("three subjects listed in order are paired", in_order),
-        ("the same table whatever order the files are listed in", shuffled),
-        ("files that are not NFBS images (README, JSON sidecars) are ignored", strays),
-        ("a subject without a brain mask is an error naming that subject", missing),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         ids = sorted({f"{rng.choice(list('ABX'))}{rng.integers(10**7, 10**8)}" for _ in range(6)})
 
         def unseen_shuffled(f: Callable[..., Any]) -> None:
@@ -572,12 +574,19 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False,
                 compare(f, [paths[i] for i in rng.permutation(len(paths))], root)
 
         lacking, kind = str(rng.choice(ids)), str(rng.choice(["t1w", "brainmask", "brain"]))
-        cases = [(f"unseen: {len(ids)} subjects of other ids, shuffled, with a README",
-                  unseen_shuffled),
-                 (f"unseen: a subject without its {kind} file is an error naming it",
-                  functools.partial(missing, subjects=ids, lacking=lacking, kind=kind))]
-    return _run(func, cases, "datasets.index_dataset", strict=strict,
-                library=("skullstrip_lib.datasets:index_dataset",))
+        return [(f"unseen: {len(ids)} subjects of other ids, shuffled, with a README",
+                 unseen_shuffled),
+                (f"unseen: a subject without its {kind} file is an error naming it",
+                 functools.partial(missing, subjects=ids, lacking=lacking, kind=kind))]
+
+    cases: list[Case] = [
+        ("three subjects listed in order are paired", in_order),
+        ("the same table whatever order the files are listed in", shuffled),
+        ("files that are not NFBS images (README, JSON sidecars) are ignored", strays),
+        ("a subject without a brain mask is an error naming that subject", missing),
+    ]
+    return _run(func, cases, "datasets.index_dataset", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases, library=("skullstrip_lib.datasets:index_dataset",))
 
 
 # --------------------------------------------------------------------------- chapter 3
@@ -675,17 +684,7 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
                        hint="the geometric mean of the image in the mask must not change: "
                             "only the variation across the head is removed")
 
-    cases: list[Case] = [
-        ("a field of 1 everywhere changes nothing", no_field),
-        ("a known smooth field is removed: each tissue is flat again (CV 0)", known_field),
-        ("the field known only up to a factor (5 x the field) gives the same image",
-         scaled_field),
-        ("the head keeps its overall brightness (geometric mean in the mask)",
-         brightness_kept),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_field(seed: int, strength: float, factor: float
                          ) -> Callable[[Callable[..., Any]], None]:
             def run(f: Callable[..., Any]) -> None:
@@ -696,12 +695,22 @@ def check_bias_removal(func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
                               "geometric mean of 1 inside the mask")
             return run
 
-        cases = [(f"unseen field {k + 1}: strength {strength:.2f}, known up to a factor "
-                  f"{factor:.2f}", unseen_field(int(rng.integers(100, 10**6)), strength, factor))
-                 for k, (strength, factor) in enumerate(
-                     zip(rng.uniform(0.15, 0.6, 3), rng.uniform(0.2, 8.0, 3), strict=True))]
+        return [(f"unseen field {k + 1}: strength {strength:.2f}, known up to a factor "
+                 f"{factor:.2f}", unseen_field(int(rng.integers(100, 10**6)), strength, factor))
+                for k, (strength, factor) in enumerate(
+                    zip(rng.uniform(0.15, 0.6, 3), rng.uniform(0.2, 8.0, 3), strict=True))]
+
+    cases: list[Case] = [
+        ("a field of 1 everywhere changes nothing", no_field),
+        ("a known smooth field is removed: each tissue is flat again (CV 0)", known_field),
+        ("the field known only up to a factor (5 x the field) gives the same image",
+         scaled_field),
+        ("the head keeps its overall brightness (geometric mean in the mask)",
+         brightness_kept),
+    ]
     # No function of the library divides out a given field (n4_correct estimates one).
-    return _run(func, cases, "bias.simulate_bias_field's known fields", strict=strict)
+    return _run(func, cases, "bias.simulate_bias_field's known fields",
+                strict=strict, unseen=unseen, unseen_cases=unseen_cases)
 
 
 # --------------------------------------------------------------------------- chapter 4
@@ -814,16 +823,7 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
                       hint="target voxels whose point falls outside the source grid get 0 "
                            "(map_coordinates(..., mode='constant', cval=0))")
 
-    cases: list[Case] = [
-        ("the same grid gives the same array", same_grid),
-        ("a target grid shifted by one voxel reads the next source voxel", shifted),
-        ("a grid of half the voxel size interpolates halfway values", finer),
-        ("an LPS source and a rotated target agree with the library", oblique),
-        ("target voxels outside the source's field of view are 0", outside),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_grid(src: np.ndarray, tgt: np.ndarray, shape: tuple[int, ...]
                         ) -> Callable[[Callable[..., Any]], None]:
             def run(f: Callable[..., Any]) -> None:
@@ -841,9 +841,19 @@ def check_resample(func: Callable[[np.ndarray, np.ndarray, np.ndarray, Sequence[
             tgt[:3, 3] += centre[:3] - (tgt @ np.array([*(np.array(shape) - 1) / 2, 1.0]))[:3]
             cases.append((f"unseen grids {k + 1}: random source and target affines, target "
                           f"shape {shape}", unseen_grid(src, tgt, shape)))
+        return cases
+
+    cases: list[Case] = [
+        ("the same grid gives the same array", same_grid),
+        ("a target grid shifted by one voxel reads the next source voxel", shifted),
+        ("a grid of half the voxel size interpolates halfway values", finer),
+        ("an LPS source and a rotated target agree with the library", oblique),
+        ("target voxels outside the source's field of view are 0", outside),
+    ]
     return _run(func, cases, "preprocess.to_model_grid(order=1, antialias=False)",
-                strict=strict, library=("skullstrip_lib.preprocess:to_model_grid",
-                                        "skullstrip_lib.preprocess:from_model_grid"))
+                strict=strict, unseen=unseen, unseen_cases=unseen_cases,
+                library=("skullstrip_lib.preprocess:to_model_grid",
+                         "skullstrip_lib.preprocess:from_model_grid"))
 
 
 # --------------------------------------------------------------------------- chapter 5
@@ -932,16 +942,7 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
         compare(got, data, "a z-score does not depend on the units: 3 x data + 1000 must "
                            "give the same result as data")
 
-    cases: list[Case] = [
-        ("a head gets mean 0 and standard deviation 1 inside its mask", head_stats),
-        ("one voxel 100 times brighter than the head is clipped", spike),
-        ("the air outside the mask is clipped and normalised with the head's numbers",
-         air_too),
-        ("3 x data + 1000 gives the same result as data", offset),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_head(k: int) -> Case:
             size = int(rng.integers(20, 36))
             mask = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
@@ -962,8 +963,17 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
             return (f"unseen head {k + 1}: {size}^3 voxels, another intensity distribution "
                     "and one bright voxel", run)
 
-        cases = [unseen_head(k) for k in range(3)]
-    return _run(func, cases, "preprocess.normalize_intensity", strict=strict,
+        return [unseen_head(k) for k in range(3)]
+
+    cases: list[Case] = [
+        ("a head gets mean 0 and standard deviation 1 inside its mask", head_stats),
+        ("one voxel 100 times brighter than the head is clipped", spike),
+        ("the air outside the mask is clipped and normalised with the head's numbers",
+         air_too),
+        ("3 x data + 1000 gives the same result as data", offset),
+    ]
+    return _run(func, cases, "preprocess.normalize_intensity", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases,
                 library=("skullstrip_lib.preprocess:normalize_intensity",))
 
 
@@ -1081,6 +1091,16 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
             raise AssertionError(f"an impulse should spread over 5 voxels along each axis, "
                                  f"it spread over {width}. Hint: {hint}")
 
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
+        c_in, filters, same = (int(n) for n in rng.integers(2, 7, 3))
+        filters += c_in  # a change of channel count, then none
+        return [(f"unseen: {c_in} -> {filters} channels, the library's parameter count",
+                 params(c_in, filters)),
+                (f"unseen: {same} -> {same} channels, the library's parameter count",
+                 params(same, same)),
+                ("an impulse spreads over 5x5x5 voxels: the second convolution reads the "
+                 "first", chained)]
+
     cases: list[Case] = [
         ("1 -> 8 channels: the output has 8 channels on the same grid", shape_case),
         ("with every weight 0 the block returns ReLU(x): the shortcut is added", shortcut),
@@ -1091,20 +1111,11 @@ def check_residual_block(func: Callable[[Any, int], Any], *, strict: bool = Fals
         ("8 -> 8 channels: the library's parameter count (x itself is the shortcut)",
          params(8, 8)),
     ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-        c_in, filters, same = (int(n) for n in rng.integers(2, 7, 3))
-        filters += c_in  # a change of channel count, then none
-        cases = [(f"unseen: {c_in} -> {filters} channels, the library's parameter count",
-                  params(c_in, filters)),
-                 (f"unseen: {same} -> {same} channels, the library's parameter count",
-                  params(same, same)),
-                 ("an impulse spreads over 5x5x5 voxels: the second convolution reads the "
-                  "first", chained)]
     return _run(func, cases, "the residual block of model.build_unet(norm=None)",
-                strict=strict, library=("skullstrip_lib.model:residual_block",
-                                        "skullstrip_lib.model:residual_sum",
-                                        "skullstrip_lib.model:build_unet"))
+                strict=strict, unseen=unseen, unseen_cases=unseen_cases,
+                library=("skullstrip_lib.model:residual_block",
+                         "skullstrip_lib.model:residual_sum",
+                         "skullstrip_lib.model:build_unet"))
 
 
 # --------------------------------------------------------------------------- chapter 7
@@ -1190,24 +1201,7 @@ def check_dice_loss(func: Callable[..., Any], *, strict: bool = False,
                       hint="1 - (2 Σ t·p + smooth) / (Σ t + Σ p + smooth) per volume, with "
                            "the probabilities themselves, not thresholded")
 
-    cases: list[Case] = [
-        ("identical masks give a loss of 0", by_hand(eight, eight, 0.0,
-                                                       "1 - (2·8 + 1) / (8 + 8 + 1) = 0")),
-        ("disjoint masks of 8 voxels give 1 - 1/17 = 0.941",
-         by_hand(eight, other, 1 - 1 / 17, "1 - (0 + 1) / (8 + 8 + 1) = 16/17")),
-        ("masks of 8 voxels sharing 4 give 1 - 9/17 = 0.471",
-         by_hand(eight, half, 1 - 9 / 17, "1 - (2·4 + 1) / (8 + 8 + 1) = 8/17")),
-        ("a prediction of 0.5 everywhere against 8 voxels gives 1 - 9/41 = 0.780",
-         by_hand(eight, np.full_like(eight, 0.5), 1 - 9 / 41,
-                 "1 - (2·4 + 1) / (8 + 32 + 1) = 32/41: the probabilities count, "
-                 "not a thresholded mask")),
-        ("two empty masks give 0 (the smooth term)", empty),
-        ("a batch of two gives one loss per volume", per_volume),
-        ("random soft predictions agree with losses.soft_dice_loss", library),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_batch(k: int) -> Case:
             n = int(rng.integers(2, 5))
             shape = (n, *(int(d) for d in rng.integers(3, 7, 3)), 1)
@@ -1224,8 +1218,25 @@ def check_dice_loss(func: Callable[..., Any], *, strict: bool = False,
                               hint="1 - (2 Σ t·p + smooth) / (Σ t + Σ p + smooth) per volume")
             return (f"unseen batch {k + 1}: {n} volumes of {shape[1:4]} voxels", run)
 
-        cases = [unseen_batch(k) for k in range(3)]
-    return _run(func, cases, "losses.soft_dice_loss", strict=strict,
+        return [unseen_batch(k) for k in range(3)]
+
+    cases: list[Case] = [
+        ("identical masks give a loss of 0", by_hand(eight, eight, 0.0,
+                                                       "1 - (2·8 + 1) / (8 + 8 + 1) = 0")),
+        ("disjoint masks of 8 voxels give 1 - 1/17 = 0.941",
+         by_hand(eight, other, 1 - 1 / 17, "1 - (0 + 1) / (8 + 8 + 1) = 16/17")),
+        ("masks of 8 voxels sharing 4 give 1 - 9/17 = 0.471",
+         by_hand(eight, half, 1 - 9 / 17, "1 - (2·4 + 1) / (8 + 8 + 1) = 8/17")),
+        ("a prediction of 0.5 everywhere against 8 voxels gives 1 - 9/41 = 0.780",
+         by_hand(eight, np.full_like(eight, 0.5), 1 - 9 / 41,
+                 "1 - (2·4 + 1) / (8 + 32 + 1) = 32/41: the probabilities count, "
+                 "not a thresholded mask")),
+        ("two empty masks give 0 (the smooth term)", empty),
+        ("a batch of two gives one loss per volume", per_volume),
+        ("random soft predictions agree with losses.soft_dice_loss", library),
+    ]
+    return _run(func, cases, "losses.soft_dice_loss", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases,
                 library=("skullstrip_lib.losses:soft_dice_loss",
                          "skullstrip_lib.losses:dice_bce_loss"))
 
@@ -1235,6 +1246,19 @@ def _cube(shape: tuple[int, ...], lo: Sequence[int], hi: Sequence[int]) -> np.nd
     mask = np.zeros(shape, bool)
     mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
     return mask
+
+
+def _random_balls(rng: np.random.Generator, size: int, min_radius: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Two balls in a ``size``^3 grid: centres in its middle third, radii from *min_radius*
+    to ``size / 3`` voxels (a pair of masks for the unseen cases)."""
+    from ..metrics import sphere
+
+    def ball() -> np.ndarray:
+        return sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
+                      rng.uniform(min_radius, size / 3))
+
+    return ball(), ball()
 
 
 @fill_doc
@@ -1292,6 +1316,17 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
         _expect_number(_number(_call(f, p, r), "Dice"), dice(p, r), tol=1e-9,
                        hint="2 |P ∩ R| / (|P| + |R|), counting voxels (np.sum of booleans)")
 
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
+        cases = []
+        for k in range(3):
+            size = int(rng.integers(16, 40))
+            p, r = _random_balls(rng, size, min_radius=size / 8)
+            from ..metrics import dice
+
+            cases.append((f"unseen balls {k + 1} in a {size}^3 grid",
+                          case(p, r, dice(p, r), "2 |P ∩ R| / (|P| + |R|)")))
+        return cases
+
     cases: list[Case] = [
         ("two identical cubes give Dice 1", case(a, a.copy(), 1.0, "2·64 / (64 + 64) = 1")),
         ("two cubes of 64 voxels sharing 32 give 0.5",
@@ -1305,21 +1340,10 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
          case(empty, a, 0.0, "2·0 / (0 + 64) = 0")),
         ("two overlapping balls agree with metrics.dice", balls),
     ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-        cases = []
-        for k in range(3):
-            size = int(rng.integers(16, 40))
-            p = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
-                       rng.uniform(size / 8, size / 3))
-            r = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
-                       rng.uniform(size / 8, size / 3))
-            from ..metrics import dice
-
-            cases.append((f"unseen balls {k + 1} in a {size}^3 grid",
-                          case(p, r, dice(p, r), "2 |P ∩ R| / (|P| + |R|)")))
-    return _run(func, cases, "metrics.dice", strict=strict,
-                library=("skullstrip_lib.metrics:dice", "skullstrip_lib.metrics:evaluate_masks"))
+    return _run(func, cases, "metrics.dice", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases,
+                library=("skullstrip_lib.metrics:dice",
+                         "skullstrip_lib.metrics:evaluate_masks"))
 
 
 @fill_doc
@@ -1384,6 +1408,17 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False,
     surface_hint = ("pool the distances from each mask's surface voxels to the other "
                     "mask's surface (ndimage.distance_transform_edt(~surface, "
                     "sampling=spacing)), both ways, then np.percentile(pooled, 95)")
+
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
+        cases = []
+        for k in range(3):
+            size = int(rng.integers(16, 32))
+            p, r = _random_balls(rng, size, min_radius=size / 6)
+            spacing = tuple(float(v) for v in np.round(rng.uniform(0.5, 3.0, 3), 2))
+            cases.append((f"unseen balls {k + 1} in a {size}^3 grid of {spacing} mm voxels",
+                          case(p, r, spacing, lib(p, r, spacing), surface_hint)))
+        return cases
+
     cases: list[Case] = [
         ("two identical cubes are 0 mm apart",
          case(cube, cube, (1.0, 1.0, 1.0), 0.0, "every surface voxel lies on the other "
@@ -1404,21 +1439,8 @@ def check_hausdorff95(func: Callable[..., float], *, strict: bool = False,
          case(empty, cube, (1.0, 1.0, 1.0), math.inf, "no surface to measure to: "
               "float('inf'), by this library's convention")),
     ]
-    if unseen is not None:
-        from ..metrics import sphere
-
-        rng = np.random.default_rng(unseen)
-        cases = []
-        for k in range(3):
-            size = int(rng.integers(16, 32))
-            p = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
-                       rng.uniform(size / 6, size / 3))
-            r = sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
-                       rng.uniform(size / 6, size / 3))
-            spacing = tuple(float(v) for v in np.round(rng.uniform(0.5, 3.0, 3), 2))
-            cases.append((f"unseen balls {k + 1} in a {size}^3 grid of {spacing} mm voxels",
-                          case(p, r, spacing, lib(p, r, spacing), surface_hint)))
-    return _run(func, cases, "metrics.hausdorff95", strict=strict,
+    return _run(func, cases, "metrics.hausdorff95", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases,
                 library=("skullstrip_lib.metrics:hausdorff95",
                          "skullstrip_lib.metrics:surface_distances",
                          "skullstrip_lib.metrics:evaluate_masks"))
@@ -1475,6 +1497,19 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
                                      f"inference.postprocess_mask. Hint: {hint}")
         return run
 
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
+        cases = []
+        for k in range(3):
+            centre = rng.uniform(12, 20, 3)
+            mask = sphere(shape, centre, rng.uniform(6, 10)) & ~sphere(
+                shape, centre + rng.uniform(-1, 1, 3), rng.uniform(1.5, 3.5))
+            for _ in range(int(rng.integers(1, 4))):  # blobs, some touching the brain
+                mask |= sphere(shape, rng.uniform(2, 30, 3), rng.uniform(1.0, 3.0))
+            cases.append((f"unseen mask {k + 1}: a ball with a hole and random blobs",
+                          case(mask, "keep the largest face-connected component, then "
+                               "fill its holes")))
+        return cases
+
     cases: list[Case] = [
         ("one ball comes back unchanged", case(brain, "a mask that is one piece without "
                                                "holes needs no change")),
@@ -1495,20 +1530,8 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
          case(empty, "with no component, return an empty mask (np.zeros_like(mask)) "
               "instead of taking the largest of nothing")),
     ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-        cases = []
-        for k in range(3):
-            centre = rng.uniform(12, 20, 3)
-            mask = sphere(shape, centre, rng.uniform(6, 10)) & ~sphere(
-                shape, centre + rng.uniform(-1, 1, 3), rng.uniform(1.5, 3.5))
-            for _ in range(int(rng.integers(1, 4))):  # blobs, some touching the brain
-                mask |= sphere(shape, rng.uniform(2, 30, 3), rng.uniform(1.0, 3.0))
-            cases.append((f"unseen mask {k + 1}: a ball with a hole and random blobs",
-                          case(mask, "keep the largest face-connected component, then "
-                               "fill its holes")))
-    return _run(func, cases, "inference.postprocess_mask", strict=strict,
-                library=("skullstrip_lib.inference:postprocess_mask",))
+    return _run(func, cases, "inference.postprocess_mask", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases, library=("skullstrip_lib.inference:postprocess_mask",))
 
 
 # --------------------------------------------------------------------------- chapter 10
@@ -1587,16 +1610,7 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
                           "((image - lo) / (hi - lo)) ** gamma, lo and hi the image's "
                           "minimum and maximum")
 
-    cases: list[Case] = [
-        ("gamma 1 leaves a z-scored image unchanged", identity),
-        ("on a ramp from 0 to 1, gamma 2 squares every value", squared),
-        ("the darkest and the brightest voxels stay where they were", ends),
-        ("a constant image stays constant", constant),
-        ("gammas 0.7 and 1.5 agree with data.augment's gamma", library),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_curve(k: int) -> Case:
             image = rng.normal(rng.uniform(-2, 5), rng.uniform(0.5, 30), (9, 7, 6))
             image = image.astype(np.float32)
@@ -1610,9 +1624,17 @@ def check_gamma(func: Callable[[np.ndarray, float], np.ndarray], *,
                               hint="lo + (hi - lo) * ((image - lo) / (hi - lo)) ** gamma")
             return (f"unseen image {k + 1}: gamma {gamma:.2f}", run)
 
-        cases = [unseen_curve(k) for k in range(3)]
-    return _run(func, cases, "data.augment's gamma curve", strict=strict,
-                library=("skullstrip_lib.data:augment",))
+        return [unseen_curve(k) for k in range(3)]
+
+    cases: list[Case] = [
+        ("gamma 1 leaves a z-scored image unchanged", identity),
+        ("on a ramp from 0 to 1, gamma 2 squares every value", squared),
+        ("the darkest and the brightest voxels stay where they were", ends),
+        ("a constant image stays constant", constant),
+        ("gammas 0.7 and 1.5 agree with data.augment's gamma", library),
+    ]
+    return _run(func, cases, "data.augment's gamma curve", strict=strict, unseen=unseen,
+                unseen_cases=unseen_cases, library=("skullstrip_lib.data:augment",))
 
 
 # --------------------------------------------------------------------------- chapter 11
@@ -1747,16 +1769,7 @@ def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
             raise AssertionError("the mask is in several pieces. Hint: keep only the "
                                  "largest connected piece (ndimage.label, np.bincount)")
 
-    cases: list[Case] = [
-        ("the brain of a phantom head is found (Dice >= 0.95), none of its scalp", plain),
-        ("a bright rod through the skull does not pull the scalp in", bridged),
-        ("a dark ventricle inside the brain is part of the mask", ventricle),
-        ("other intensity units (3 x data + 1000) give the same mask", units),
-        ("a head without a skull still gives one piece (or nothing)", empty),
-    ]
-    if unseen is not None:
-        rng = np.random.default_rng(unseen)
-
+    def unseen_cases(rng: np.random.Generator) -> list[Case]:
         def unseen_head(k: int) -> Case:
             r_brain = float(rng.uniform(12.0, 15.0))
             r_skull = r_brain + float(rng.uniform(2.5, 4.0))
@@ -1776,6 +1789,15 @@ def check_baseline(func: Callable[[np.ndarray, Sequence[float]], np.ndarray], *,
                     f"{'a rod' if bridge else 'no rod'}, {'a' if dark else 'no'} ventricle",
                     run)
 
-        cases = [unseen_head(k) for k in range(3)]
+        return [unseen_head(k) for k in range(3)]
+
+    cases: list[Case] = [
+        ("the brain of a phantom head is found (Dice >= 0.95), none of its scalp", plain),
+        ("a bright rod through the skull does not pull the scalp in", bridged),
+        ("a dark ventricle inside the brain is part of the mask", ventricle),
+        ("other intensity units (3 x data + 1000) give the same mask", units),
+        ("a head without a skull still gives one piece (or nothing)", empty),
+    ]
     return _run(func, cases, "the properties of lessons.baseline.classical_brain_mask",
-                strict=strict, library=("skullstrip_lib.lessons.baseline:classical_brain_mask",))
+                strict=strict, unseen=unseen, unseen_cases=unseen_cases,
+                library=("skullstrip_lib.lessons.baseline:classical_brain_mask",))
