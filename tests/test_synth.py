@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from skullstrip_lib import synth
-from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, SkullstripError
 from skullstrip_lib.synth import appearance, template
 
 SMALL = {"shape": (48, 48, 40), "voxel_size": (4.0, 4.0, 4.0)}
@@ -48,7 +48,7 @@ def test_subject_id_format():
     assert synth.subject_id(3, 0) == "A90000003"
     assert synth.subject_id(12, 1234) == "A92340012"
     assert all(len(synth.subject_id(i, s)) == 9 for i in (0, 9999) for s in (0, 7, 10**6))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="^index must be an integer from 0 to 9999"):
         synth.subject_id(10000, 0)
 
 

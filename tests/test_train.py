@@ -13,7 +13,7 @@ import yaml
 
 from skullstrip_lib import train as train_module
 from skullstrip_lib.data import AugmentConfig
-from skullstrip_lib.errors import DeviceError, SkullstripError
+from skullstrip_lib.errors import DeviceError, InvalidArgumentError, SkullstripError
 from skullstrip_lib.lessons.training_lab import interrupt_after
 from skullstrip_lib.preprocess import PreprocessConfig
 from skullstrip_lib.train import (
@@ -56,7 +56,8 @@ def test_profiles_resolve():
     assert full.preprocess.shape == (96, 128, 160) and full.preprocess.spacing == 2.0
     assert full.base_filters == 16 and full.batch_size == 4 and full.epochs == 3
     assert full.auto_batch and not sample.auto_batch  # the full profile sizes it to the GPU
-    with pytest.raises(SkullstripError, match="unknown profile"):
+    with pytest.raises(InvalidArgumentError, match="^profile must be one of 'sample', 'default' "
+                                                   "or 'full', got 'huge'$"):
         resolve_config("huge")
     with pytest.raises(SkullstripError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "blue"})

@@ -33,6 +33,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..validate import check_int
 from .anatomy import draw_anatomy
 from .appearance import _draw_tissues, _smooth_field, _template_image, _zoom_to, draw_random_labels
 from .settings import ATROPHY_RANGE, NFBS_SHAPE, PITCH_RANGE_DEG, SCALE_RANGE, HeadSettings
@@ -56,8 +57,7 @@ def subject_id(index: int, seed: int) -> str:
         ``"A90000003"``. Real NFBS IDs look alike (``"A00028185"``) but start with
         ``A0``, so a synthetic ID is never mistaken for a real subject.
     """
-    if not 0 <= index <= 9999:
-        raise ValueError(f"index must be in 0..9999, got {index}")
+    index = check_int(index, "index", 0, 9999)
     return f"A9{seed % 1000:03d}{index:04d}"
 
 

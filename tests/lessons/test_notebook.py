@@ -8,7 +8,7 @@ import pytest
 from helpers import needs_default
 
 from skullstrip_lib import inference
-from skullstrip_lib.errors import MissingFileError, SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, MissingFileError, SkullstripError
 from skullstrip_lib.lessons import notebook
 
 
@@ -19,8 +19,12 @@ def test_resolve_profile(monkeypatch):
     monkeypatch.setenv("SKULLSTRIP_PROFILE", "full")
     assert notebook.resolve_profile(None) == "full"
     assert notebook.resolve_profile("sample") == "sample"
-    with pytest.raises(SkullstripError, match="unknown profile 'gpu'"):
+    with pytest.raises(InvalidArgumentError, match="^profile must be one of 'sample' or 'full', "
+                                                   "got 'gpu'$"):
         notebook.resolve_profile("gpu")
+    monkeypatch.setenv("SKULLSTRIP_PROFILE", "gpu")
+    with pytest.raises(InvalidArgumentError, match="^SKULLSTRIP_PROFILE must be one of"):
+        notebook.resolve_profile(None)
 
 
 def test_colab_picks_full(monkeypatch):
@@ -51,7 +55,8 @@ def test_load_subjects_sample(tmp_path):
 
 
 def test_load_subjects_full_rejects_head_arguments(tmp_path):
-    with pytest.raises(SkullstripError, match="synthetic heads only"):
+    with pytest.raises(InvalidArgumentError,
+                       match=r"^contrast applies to synthetic heads only \(the sample profile\)"):
         notebook.load_subjects("full", 1, data_dir=tmp_path, contrast="t2")
 
 
