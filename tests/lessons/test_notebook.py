@@ -54,6 +54,17 @@ def test_load_subjects_sample(tmp_path):
     assert len(list((tmp_path / "sample").iterdir())) == 2
 
 
+@pytest.mark.parametrize("profile", ["sample", "full"])
+@pytest.mark.parametrize("n_subjects", [0, 2.5, "3"])
+def test_load_subjects_refuses_a_bad_count_as_the_pipeline_does(tmp_path, profile, n_subjects):
+    # Once int(n_subjects) for synthetic heads ("3" and 2.5 went through) and fetch_nfbs's
+    # InvalidInputError for NFBS: now the error of datasets and synth, before anything is written.
+    with pytest.raises(InvalidArgumentError, match="^n_subjects must be an integer >= 1 or None, "
+                                                   f"got {n_subjects!r}$"):
+        notebook.load_subjects(profile, n_subjects, data_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_subjects_full_rejects_head_arguments(tmp_path):
     with pytest.raises(InvalidArgumentError,
                        match=r"^contrast applies to synthetic heads only \(the sample profile\)"):
