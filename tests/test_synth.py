@@ -80,7 +80,7 @@ def test_grid_affine_default_is_nfbs():
 
 @pytest.mark.parametrize("bad", ["RAX", "RRS", "RA", "LPI ", "APP"])
 def test_grid_affine_rejects_bad_orientation(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="^orientation must be three axis codes"):
         synth.grid_affine(orientation=bad)
 
 
@@ -519,9 +519,10 @@ def test_settings_round_trip_and_groups():
 def test_bad_settings_are_refused_before_any_work(kwargs, message, monkeypatch):
     # No template is built, nothing drawn: the settings refuse the value first.
     monkeypatch.setattr(template, "_template", lambda: 1 / 0)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidArgumentError, match=message) as info:
         synth.make_head(0, 0, **kwargs)
-    with pytest.raises(ValueError, match=message):
+    assert str(info.value).startswith(f"{next(iter(kwargs))} ")  # the one rule: named first
+    with pytest.raises(InvalidArgumentError, match=message):
         synth.check_head_kwargs(kwargs)
 
 

@@ -33,6 +33,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import InvalidArgumentError
 from ..validate import check_int
 from .anatomy import draw_anatomy
 from .appearance import _draw_tissues, _smooth_field, _template_image, _zoom_to, draw_random_labels
@@ -100,7 +101,8 @@ def grid_affine(
         or any(c not in axes for c in codes)
         or (sorted(axes[c][0] for c in codes) != [0, 1, 2])
     ):
-        raise ValueError(f"orientation must be three axis codes like 'RAS', got {orientation!r}")
+        raise InvalidArgumentError("orientation", f"must be three axis codes like 'RAS', "
+                                                  f"got {orientation!r}")
     shape_a = np.asarray(shape, dtype=float)
     vox = np.asarray(voxel_size, dtype=float)
     if shape_a.shape != (3,) or vox.shape != (3,) or np.any(vox <= 0) or np.any(shape_a < 1):
