@@ -277,8 +277,10 @@ def test_fit_batch_size_and_free_memory():
     # Two devices: the batch is the per-device share times 2, at most the cap.
     assert fit_batch_size(8 * gb, 1.8 * gb, cap=8, replicas=2) == 4
     assert fit_batch_size(80 * gb, 1.8 * gb, cap=8, replicas=2) == 8
-    for bad in ({"margin": 0.5}, {"cap": 0}, {"cap": 3, "replicas": 2}):
-        with pytest.raises(ValueError, match="fit_batch_size"):
+    for bad, message in (({"margin": 0.5}, "margin must be a number >= 1, got 0.5"),
+                         ({"cap": 0}, "cap must be an integer >= 1, got 0"),
+                         ({"cap": 3, "replicas": 2}, r"cap must be a multiple of replicas \(2\)")):
+        with pytest.raises(InvalidArgumentError, match=f"^{message}"):
             fit_batch_size(15 * gb, 1.8 * gb, **{"cap": 4, **bad})
     # nvidia-smi counts TensorFlow's reserved pool as used: what is free is the pool's rest.
     assert gpu_free_bytes(16 * gb, 1 * gb, 0) == 15 * gb
