@@ -3,9 +3,9 @@
 The rule: a bad argument raises
 :class:`~skullstrip_lib.errors.InvalidArgumentError`, a :class:`ValueError`
 whose one-line message starts with the argument's name and says what it must
-be and what it was (``n_subjects must be an integer >= 1, got 0``). The
-pipeline checks its arguments with these functions before any work or any
-write, so that the same mistake reads the same wherever it is made; the
+be and what it was (``n_subjects must be an integer >= 1, got 0``). A
+function checks its arguments with these checkers first, before any work or
+any write, so that the same mistake reads the same wherever it is made; the
 command line prints it as one line.
 
 Problems with a file's contents (not NIfTI, a hostile header, a wrong hash)
@@ -30,7 +30,7 @@ __all__ = [
     "check_optional_int",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def _is_int(value: Any) -> bool:
@@ -195,7 +195,7 @@ def _one_of(choices: Sequence[Any]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def check_choice(value: T, name: str, choices: Iterable[Any]) -> T:
+def check_choice(value: _T, name: str, choices: Iterable[Any]) -> _T:
     """``value``, if it is one of ``choices`` (a tuple, or the keys of a mapping).
 
     Parameters
