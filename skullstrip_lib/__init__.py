@@ -4,7 +4,8 @@ The library behind the *skullstrip* teaching book. One module per step of the
 pipeline, in layers, bottom first (a module imports its own layer and the ones
 below, never one above; the README's Layout section states the same order):
 
-``errors``, ``io`` (validated loading, RAS, writing back), ``metrics``
+``errors``, ``validate`` (argument checks), ``io`` (validated loading, RAS,
+writing back), ``metrics``
 → ``datasets`` (NFBS download, index, split), ``synth`` (synthetic heads),
 ``preprocess`` (N4, model grid, normalisation), ``workflow`` (the batch run in
 nipype) → ``data`` (tf.data, augmentation), ``model``, ``losses`` → ``train``
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "bids", "cli", "data", "datasets", "errors", "evaluate", "inference", "io", "losses",
-    "metrics", "model", "preprocess", "synth", "train", "viz", "workflow",
+    "metrics", "model", "preprocess", "synth", "train", "validate", "viz", "workflow",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
         preprocess,
         synth,
         train,
+        validate,
         viz,
         workflow,
     )

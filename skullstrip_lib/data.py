@@ -42,8 +42,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from ._docs import fill_doc
 from .datasets import SPLITS
-from .errors import InvalidInputError, MissingFileError, SkullstripError
+from .errors import InvalidArgumentError, InvalidInputError, MissingFileError, SkullstripError
 from .io import atomic_path, from_plain, to_plain
+from .validate import check_choice, check_int, check_number
 
 __all__ = [
     "SPLITS",
@@ -301,8 +302,7 @@ def read_manifest(tfrecord_dir: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------- reading
 def _load_raw(tfrecord_dir: str | os.PathLike, split: str) -> tf.data.Dataset:
     """(image float32 (X,Y,Z,1), mask uint8 (X,Y,Z,1)): compact, for caching."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    check_choice(split, "split", SPLITS)
     path = _record_path(tfrecord_dir, split)
     if not path.exists():
         raise MissingFileError(f"{path}: no such file (run write_tfrecords first)")
@@ -384,7 +384,7 @@ class AugmentConfig:
     >>> AugmentConfig(flip_lr=2)
     Traceback (most recent call last):
     ...
-    ValueError: flip_lr is a probability (0 to 1), not 2
+    skullstrip_lib.errors.InvalidArgumentError: flip_lr must be a number in [0, 1], got 2
     """
 
     flip_lr: float = 0.5
@@ -396,16 +396,15 @@ class AugmentConfig:
     p_geometric: float = 0.8
 
     def __post_init__(self) -> None:
-        for name in ("flip_lr", "p_geometric"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability (0 to 1), not {getattr(self, name)}")
+        for name in ("flip_lr", "p_geometric"):  # probabilities
+            check_number(getattr(self, name), name, minimum=0, maximum=1)
         for name in ("rotate_deg", "bias", "noise"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+            check_number(getattr(self, name), name, minimum=0)
         for name in ("scale", "gamma"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
-                raise ValueError(f"{name} must be a range 0 < low <= high, not {(lo, hi)}")
+                raise InvalidArgumentError(name, f"must be a range 0 < low <= high, "
+                                                 f"got {(lo, hi)}")
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -659,8 +658,7 @@ def make_dataset(
     --------
     See :func:`write_tfrecords`, whose example ends with a batch of two from here.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     ds = _load_raw(tfrecord_dir, split)
     if cache:
         ds = ds.cache()

@@ -1,7 +1,7 @@
 """Exceptions raised by :mod:`skullstrip_lib`.
 
-Every error a user can cause (a bad file, a failed download, a missing subject)
-is a :class:`SkullstripError`. Its message is one line that names the file or
+Every error a user can cause (a bad file, a failed download, a missing subject,
+a bad argument) is a :class:`SkullstripError`. Its message is one line that names the file or
 subject and the problem, so the command-line interface can print it as is and
 exit with a non-zero status.
 """
@@ -30,6 +30,33 @@ class InvalidInputError(SkullstripError, ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class InvalidArgumentError(SkullstripError, ValueError):
+    """An argument of a function or setting is out of range or of the wrong kind.
+
+    The one error for bad arguments, raised by the checkers of
+    :mod:`skullstrip_lib.validate`. A :class:`ValueError` (as Python's own bad
+    arguments are), and a :class:`SkullstripError` (so the command line prints
+    it in one line).
+
+    Parameters
+    ----------
+    argument : str
+        The argument's name, which starts the message (``"n_subjects"``).
+    problem : str
+        What it must be and what it was (``"must be an integer >= 1, got 0"``).
+
+    Examples
+    --------
+    >>> str(InvalidArgumentError("depth", "must be an integer >= 1, got 0"))
+    'depth must be an integer >= 1, got 0'
+    """
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument = argument
+        self.problem = problem
+        super().__init__(f"{argument} {problem}")
 
 
 class MissingFileError(SkullstripError, FileNotFoundError):

@@ -64,6 +64,7 @@ from .errors import (
     MissingFileError,
     OutputExistsError,
 )
+from .validate import check_int
 
 __all__ = [
     "BACKGROUND_PERCENTILE",
@@ -154,12 +155,10 @@ def voxel_limit(max_voxels: int) -> Iterator[int]:
     >>> current_voxel_limit() == MAX_VOXELS
     True
     """
-    if isinstance(max_voxels, bool) or not isinstance(max_voxels, (int, np.integer)) \
-            or max_voxels < 8:
-        raise ValueError(f"max_voxels must be an integer of at least 8, got {max_voxels!r}")
-    token = _VOXEL_LIMIT.set(int(max_voxels))
+    max_voxels = check_int(max_voxels, "max_voxels", 8)
+    token = _VOXEL_LIMIT.set(max_voxels)
     try:
-        yield int(max_voxels)
+        yield max_voxels
     finally:
         _VOXEL_LIMIT.reset(token)
 

@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from ._docs import fill_doc
+from .validate import check_choice, check_number
 
 __all__ = ["DiceScore", "IoUScore", "dice_bce_loss", "get_loss", "soft_dice_loss"]
 
@@ -144,8 +145,8 @@ def get_loss(name: str) -> Callable:
 
     Raises
     ------
-    ValueError
-        Any other name; the message lists the known ones.
+    InvalidArgumentError
+        Any other name (a :class:`ValueError`); the message lists the known ones.
 
     Examples
     --------
@@ -154,14 +155,9 @@ def get_loss(name: str) -> Callable:
     >>> get_loss("l2")
     Traceback (most recent call last):
     ...
-    ValueError: unknown loss 'l2'; choose one of 'dice', 'dice_bce'
+    skullstrip_lib.errors.InvalidArgumentError: loss must be one of 'dice' or 'dice_bce', got 'l2'
     """
-    try:
-        return _LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown loss {name!r}; choose one of {', '.join(map(repr, _LOSSES))}"
-        ) from None
+    return _LOSSES[check_choice(name, "loss", _LOSSES)]
 
 
 class _OverlapScore(keras.metrics.Metric):
@@ -171,9 +167,7 @@ class _OverlapScore(keras.metrics.Metric):
 
     def __init__(self, threshold: float = 0.5, name: str | None = None, dtype=None) -> None:
         super().__init__(name=name or self._default_name, dtype=dtype)
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = check_number(threshold, "threshold", minimum=0, maximum=1)
         # float32 whatever the dtype policy: sums of up to 10^6 voxels overflow float16.
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32",
                                        name="total")

@@ -41,11 +41,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from .errors import InvalidArgumentError
+from .validate import check_choice, check_input_shape, check_int, check_number
+
 __all__ = [
     "build_unet",
-    "check_input_shape",
-    "check_int",
-    "check_norm",
     "conv_norm",
     "describe_model",
     "export_onnx",
@@ -59,44 +59,6 @@ __all__ = [
 
 NORMS = ("instance", "group", "batch", None)
 _MAX_GROUPS = 8  # "group" norm: at most 8 groups (Wu & He, 2018, found 8-32 all fine)
-
-
-# --------------------------------------------------------------------------- validation
-def check_int(value, name: str, minimum: int) -> int:
-    """``value`` as an int if it is a whole number >= ``minimum``; else a ValueError naming it."""
-    # bool is an int in Python; depth=True is a mistake, not depth 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_input_shape(input_shape: Sequence[int], depth: int) -> tuple[int, int, int, int]:
-    """An input shape ``(X, Y, Z, C)``, checked: positive; X, Y, Z divisible by 2**(depth-1)."""
-    shape = tuple(input_shape)
-    if len(shape) != 4:
-        raise ValueError(
-            f"input_shape must be (X, Y, Z, channels), 4 numbers, got {shape!r}")
-    for value, axis in zip(shape, "XYZC", strict=True):
-        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                or value < 1):
-            raise ValueError(
-                f"input_shape axis {axis} must be a positive integer, got {value!r}")
-    factor = 2 ** (depth - 1)  # depth - 1 poolings, each halving the grid
-    for value, axis in zip(shape[:3], "XYZ", strict=True):
-        if value % factor:
-            raise ValueError(
-                f"input_shape axis {axis} is {value}, not divisible by 2**(depth-1) = {factor} "
-                f"(depth {depth} halves the grid {depth - 1} times); pad or crop it to "
-                f"{value // factor * factor or factor} or {math.ceil(value / factor) * factor}")
-    return tuple(int(v) for v in shape)  # type: ignore[return-value]
-
-
-def check_norm(norm: str | None) -> str | None:
-    """``norm`` if it is one of :data:`NORMS`, else a ValueError."""
-    if norm not in NORMS:
-        raise ValueError(
-            f"norm must be one of 'instance', 'group', 'batch' or None, got {norm!r}")
-    return norm
 
 
 def _groups(channels: int, norm: str) -> int:
@@ -207,8 +169,9 @@ def build_unet(
 
     Raises
     ------
-    ValueError
-        A bad argument; the message names it (and, for the shape, the axis).
+    InvalidArgumentError
+        A bad argument (a :class:`ValueError`); the message names it (and, for
+        the shape, the axis).
 
     Examples
     --------
@@ -219,9 +182,8 @@ def build_unet(
     depth = check_int(depth, "depth", 1)
     base_filters = check_int(base_filters, "base_filters", 1)
     shape = check_input_shape(input_shape, depth)
-    norm = check_norm(norm)
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    norm = check_choice(norm, "norm", NORMS)
+    dropout = check_number(dropout, "dropout", minimum=0, maximum=1, open_maximum=True)
     block = block or residual_block
 
     inputs = keras.Input(shape=shape, name="t1w")
@@ -341,7 +303,7 @@ def parameter_count(base_filters: int, depth: int, in_channels: int = 1,
     base_filters = check_int(base_filters, "base_filters", 1)
     depth = check_int(depth, "depth", 1)
     in_channels = check_int(in_channels, "in_channels", 1)
-    norm = check_norm(norm)
+    norm = check_choice(norm, "norm", NORMS)
     filters = [base_filters * 2**level for level in range(depth)]
     total = 0
     for level, f in enumerate(filters):
@@ -377,7 +339,7 @@ def describe_model(model: keras.Model, spacing_mm: float | None = None) -> dict:
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         The model has no ``enc0_conv2`` layer (it was not built here).
 
     Examples
@@ -394,8 +356,8 @@ def describe_model(model: keras.Model, spacing_mm: float | None = None) -> dict:
     levels = [int(m.group(1)) for layer in model.layers
               if (m := re.fullmatch(r"enc(\d+)_conv2", layer.name))]
     if 0 not in levels:
-        raise ValueError(f"model {model.name!r} was not built by skullstrip_lib.model "
-                         "(it has no 'enc0_conv2' layer)")
+        raise InvalidArgumentError("model", f"{model.name!r} was not built by "
+                                   "skullstrip_lib.model (it has no 'enc0_conv2' layer)")
     depth = max(levels) + 1
     # The source network's conv1 is not in the graph: one convolution per block.
     has_conv1 = any(layer.name == "enc0_conv1" for layer in model.layers)
@@ -447,7 +409,7 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         The model does not compute in float32.
     RuntimeError
         ONNX Runtime's output differs from Keras's by more than ``atol``.
@@ -455,7 +417,8 @@ def export_onnx(model: keras.Model, path: str | PathLike, *, atol: float = 1e-4,
     import onnxruntime as ort
 
     if any(layer.compute_dtype != "float32" for layer in model.layers):
-        raise ValueError("ONNX export needs a float32 model; this one uses mixed precision")
+        raise InvalidArgumentError("model", "must compute in float32 for ONNX export; this one "
+                                            "uses mixed precision")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (1, *model.input_shape[1:])

@@ -43,9 +43,10 @@ from tqdm.auto import tqdm
 
 from ._docs import fill_doc
 from ._nipype import nipype_offline
-from .errors import Interrupted, SkullstripError
+from .errors import Interrupted, InvalidArgumentError, SkullstripError
 from .io import atomic_write_text, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
+from .validate import check_int
 
 __all__ = ["Interrupted", "default_workers", "run_one", "run_preprocessing"]
 
@@ -128,8 +129,8 @@ def _plugin(name: str, plugin_args: dict):
     try:
         cls = getattr(plugins, f"{name}Plugin")
     except AttributeError:
-        raise SkullstripError(f"unknown nipype plugin {name!r} (Linear, MultiProc, SLURM, SGE, "
-                              "...)") from None
+        raise InvalidArgumentError("plugin", f"must name a nipype plugin (Linear, MultiProc, "
+                                             f"SLURM, SGE, ...), got {name!r}") from None
     return cls(plugin_args=plugin_args)
 
 
@@ -330,9 +331,11 @@ def run_preprocessing(
         was started, the workers ended, ``preprocessed.csv`` lists the subjects
         that finished (and those skipped) and no other, nothing is left
         half-written; the message says so in one line.
+    InvalidArgumentError
+        ``workers`` not a positive integer, or ``plugin`` not a nipype plugin.
     """
     config = config or PreprocessConfig()
-    workers = default_workers() if workers is None else int(workers)
+    workers = default_workers() if workers is None else check_int(workers, "workers", 1)
     if plugin is None:
         plugin = "MultiProc" if workers > 1 else "Linear"
     out_dir = Path(out_dir).absolute()

@@ -184,6 +184,26 @@ def test_synth_archive_bad_input_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+def test_a_bad_argument_from_the_library_is_one_line(tmp_path, capsys):
+    # --subjects passes the parser (a positive int); the writer's own limit names the argument.
+    out = tmp_path / "out"
+    assert main(["synth", str(out), "--subjects", "20000", "-q"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "skullstrip synth: error: n_subjects must be an integer from 0 to 10000, got 20000"]
+    assert not out.exists()
+
+
+def test_a_bad_profile_is_refused_by_the_parser(tmp_path, capsys):
+    # The parser knows the profiles (choices from train.TRAINING_PROFILES): argparse's usage,
+    # then the error line naming the option, exit status 2; nothing is made.
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--profile", "huge", "-o", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("skullstrip train: error: argument --profile: invalid choice: 'huge'")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fetch_subjects_streams_from_a_local_server(tmp_path, server, nfbs_standin):
     import os
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from skullstrip_lib import data
 from skullstrip_lib.data import AugmentConfig, augment, load_split, make_dataset
-from skullstrip_lib.errors import InvalidInputError, SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, InvalidInputError, SkullstripError
 
 SHAPE = (32, 40, 48)
 OFF = AugmentConfig.none()
@@ -188,10 +188,22 @@ def test_augment_is_a_function_of_the_seed():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(InvalidArgumentError, match=r"^flip_lr must be a number in \[0, 1\], "
+                                                   "got 1.5$"):
         AugmentConfig(flip_lr=1.5)
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(InvalidArgumentError, match="^rotate_deg must be a number >= 0, got nan$"):
+        AugmentConfig(rotate_deg=float("nan"))  # once let through: nan < 0 is False
+    with pytest.raises(InvalidArgumentError, match=r"^scale must be a range 0 < low <= high, "
+                                                   r"got \(1.1, 0.9\)$"):
         AugmentConfig(scale=(1.1, 0.9))
+
+
+def test_make_dataset_checks_its_arguments_first(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="^batch_size must be an integer >= 1, got 0$"):
+        make_dataset(tmp_path, "train", batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="^split must be one of 'train', 'val' or "
+                                                   "'test', got 'holdout'$"):
+        make_dataset(tmp_path, "holdout", batch_size=1)
 
 
 # --------------------------------------------------------------------------- datasets

@@ -30,6 +30,7 @@ from skullstrip_lib import datasets as ds
 from skullstrip_lib.datasets import _archive, nfbs
 from skullstrip_lib.errors import (
     DownloadError,
+    InvalidArgumentError,
     InvalidInputError,
     MissingFileError,
     SkullstripError,
@@ -190,7 +191,8 @@ def test_n_subjects_partial_then_larger(tmp_path, server, tiny):
     with pytest.raises(InvalidInputError, match="n_subjects=6 but the NFBS archive has 5"):
         fetch(tmp_path, url, f"md5:{digest}", n_subjects=6)  # known now: no request
     assert len(server.requests) == 3
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(InvalidArgumentError, match="^n_subjects must be an integer >= 1 or None, "
+                                                   "got 0$"):
         fetch(tmp_path, url, f"md5:{digest}", n_subjects=0)
     fetch(tmp_path, url, f"md5:{digest}")  # every subject recorded: nothing to do
     assert len(server.requests) == 3
@@ -588,7 +590,7 @@ def test_standin_archive_bad_input_and_atomic(tmp_path, monkeypatch):
     with pytest.raises(OutputExistsError, match="already exists"):
         synth.write_nfbs_archive(target, 2, progress=False)
     assert made == [] and target.read_bytes() == b"keep me"  # refused before any head
-    with pytest.raises(ValueError, match="from 1 to 10000"):
+    with pytest.raises(InvalidArgumentError, match="n_subjects must be an integer from 1 to 10000"):
         synth.write_nfbs_archive(tmp_path / "x.tar.gz", 0)
     with pytest.raises(TypeError, match="unknown make_head arguments: colour"):
         synth.write_nfbs_archive(tmp_path / "x.tar.gz", 1, colour="red")
@@ -801,7 +803,7 @@ def test_stream_stalled_server_times_out(tmp_path, server, nfbs_standin):
         fetch(tmp_path, url, None, n_subjects=3, timeout=0.5)
     assert "\n" not in str(info.value)
     assert ds.find_subjects(tmp_path) == ids[:2]
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+    with pytest.raises(InvalidArgumentError, match="^timeout must be a positive number, got 0$"):
         fetch(tmp_path, url, None, n_subjects=3, timeout=0)
 
 

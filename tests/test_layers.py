@@ -17,7 +17,7 @@ PACKAGE = ROOT / "skullstrip_lib"
 
 # The pipeline's layers, bottom first: a module may import its own layer and the ones below.
 LAYERS = (
-    ("errors", "io", "metrics"),
+    ("errors", "validate", "io", "metrics"),
     ("datasets", "synth", "preprocess", "workflow"),
     ("data", "model", "losses"),
     ("train",),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from skullstrip_lib import losses, metrics
+from skullstrip_lib.errors import InvalidArgumentError
 from skullstrip_lib.losses import (
     DiceScore,
     IoUScore,
@@ -101,7 +102,8 @@ def test_metric_threshold_and_names():
     high.update_state(t, p)
     assert float(high.result()) == 0.0  # nothing above 0.7: predicted empty
     assert DiceScore.from_config(high.get_config()).threshold == 0.7
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(InvalidArgumentError, match=r"^threshold must be a number in \[0, 1\], "
+                                                   "got 1.5$"):
         DiceScore(threshold=1.5)
 
 
@@ -123,9 +125,10 @@ def test_float16_predictions_computed_in_float32():
 def test_get_loss():
     assert get_loss("dice") is soft_dice_loss
     assert get_loss("dice_bce") is dice_bce_loss
-    with pytest.raises(ValueError, match=r"unknown loss 'focal'.*'dice', 'dice_bce'"):
+    with pytest.raises(InvalidArgumentError,
+                       match="^loss must be one of 'dice' or 'dice_bce', got 'focal'$"):
         get_loss("focal")
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(InvalidArgumentError, match="^loss must be one of .*, got None$"):
         get_loss(None)
 
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from skullstrip_lib.errors import InvalidArgumentError
 from skullstrip_lib.lessons.training_lab import toy_volumes
 from skullstrip_lib.losses import DiceScore, dice_bce_loss
 from skullstrip_lib.model import (
@@ -49,13 +50,16 @@ def test_output_shape_and_range(norm):
         ({"depth": 2.5}, "depth must be an integer"),
         ({"base_filters": 0}, "base_filters must be"),
         ({"norm": "layer"}, "norm must be one of"),
-        ({"dropout": 1.0}, "dropout must be in"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"dropout": "0.1"}, "dropout must be a number in"),
     ],
 )
 def test_bad_arguments(kwargs, message):
     args = {"input_shape": (32, 32, 32, 1), "base_filters": 4, "depth": 4, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidArgumentError, match=message) as exc:
         build_unet(**args)
+    assert isinstance(exc.value, ValueError)
+    assert exc.value.argument == next(iter(kwargs))
 
 
 def test_layer_names_and_mixed_precision_output():
@@ -148,7 +152,7 @@ def test_describe_model(small_model):
     }
     batch = describe_model(build_unet((8, 8, 8, 1), base_filters=4, depth=2, norm="batch"))
     assert batch["parameters"] > batch["trainable"]  # moving mean and variance
-    with pytest.raises(ValueError, match="not built by"):
+    with pytest.raises(InvalidArgumentError, match="model 'sequential.*' was not built by"):
         describe_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from skullstrip_lib import metrics
 from skullstrip_lib import preprocess as pp
-from skullstrip_lib.errors import InvalidInputError, SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, InvalidInputError, SkullstripError
 from skullstrip_lib.io import load_scan, save_like
 from skullstrip_lib.synth import make_head
 
@@ -283,7 +283,8 @@ def test_normalization():
     m = pp.normalize_intensity(data, mask, method="minmax", clip_percentiles=(1, 99))
     assert m.min() == 0.0 and m.max() == 1.0
     assert np.mean(m[mask] == 1.0) == pytest.approx(0.01, abs=0.002)
-    with pytest.raises(ValueError, match="unknown normalisation"):
+    with pytest.raises(InvalidArgumentError, match="^method must be one of 'zscore' or 'minmax', "
+                                                   "got 'rescale_0_255'$"):
         pp.normalize_intensity(data, mask, method="rescale_0_255")
     with pytest.raises(ValueError, match="constant"):
         pp.normalize_intensity(np.ones((4, 4, 4)), None)

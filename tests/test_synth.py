@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from skullstrip_lib import synth
-from skullstrip_lib.errors import SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, SkullstripError
 from skullstrip_lib.synth import appearance, template
 
 SMALL = {"shape": (48, 48, 40), "voxel_size": (4.0, 4.0, 4.0)}
@@ -48,7 +48,7 @@ def test_subject_id_format():
     assert synth.subject_id(3, 0) == "A90000003"
     assert synth.subject_id(12, 1234) == "A92340012"
     assert all(len(synth.subject_id(i, s)) == 9 for i in (0, 9999) for s in (0, 7, 10**6))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="^index must be an integer from 0 to 9999"):
         synth.subject_id(10000, 0)
 
 
@@ -80,7 +80,7 @@ def test_grid_affine_default_is_nfbs():
 
 @pytest.mark.parametrize("bad", ["RAX", "RRS", "RA", "LPI ", "APP"])
 def test_grid_affine_rejects_bad_orientation(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgumentError, match="^orientation must be three axis codes"):
         synth.grid_affine(orientation=bad)
 
 
@@ -519,9 +519,10 @@ def test_settings_round_trip_and_groups():
 def test_bad_settings_are_refused_before_any_work(kwargs, message, monkeypatch):
     # No template is built, nothing drawn: the settings refuse the value first.
     monkeypatch.setattr(template, "_template", lambda: 1 / 0)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidArgumentError, match=message) as info:
         synth.make_head(0, 0, **kwargs)
-    with pytest.raises(ValueError, match=message):
+    assert str(info.value).startswith(f"{next(iter(kwargs))} ")  # the one rule: named first
+    with pytest.raises(InvalidArgumentError, match=message):
         synth.check_head_kwargs(kwargs)
 
 

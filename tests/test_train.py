@@ -13,7 +13,7 @@ import yaml
 
 from skullstrip_lib import train as train_module
 from skullstrip_lib.data import AugmentConfig
-from skullstrip_lib.errors import DeviceError, SkullstripError
+from skullstrip_lib.errors import DeviceError, InvalidArgumentError, SkullstripError
 from skullstrip_lib.lessons.training_lab import interrupt_after
 from skullstrip_lib.preprocess import PreprocessConfig
 from skullstrip_lib.train import (
@@ -56,7 +56,8 @@ def test_profiles_resolve():
     assert full.preprocess.shape == (96, 128, 160) and full.preprocess.spacing == 2.0
     assert full.base_filters == 16 and full.batch_size == 4 and full.epochs == 3
     assert full.auto_batch and not sample.auto_batch  # the full profile sizes it to the GPU
-    with pytest.raises(SkullstripError, match="unknown profile"):
+    with pytest.raises(InvalidArgumentError, match="^profile must be one of 'sample', 'default' "
+                                                   "or 'full', got 'huge'$"):
         resolve_config("huge")
     with pytest.raises(SkullstripError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "blue"})
@@ -276,8 +277,10 @@ def test_fit_batch_size_and_free_memory():
     # Two devices: the batch is the per-device share times 2, at most the cap.
     assert fit_batch_size(8 * gb, 1.8 * gb, cap=8, replicas=2) == 4
     assert fit_batch_size(80 * gb, 1.8 * gb, cap=8, replicas=2) == 8
-    for bad in ({"margin": 0.5}, {"cap": 0}, {"cap": 3, "replicas": 2}):
-        with pytest.raises(ValueError, match="fit_batch_size"):
+    for bad, message in (({"margin": 0.5}, "margin must be a number >= 1, got 0.5"),
+                         ({"cap": 0}, "cap must be an integer >= 1, got 0"),
+                         ({"cap": 3, "replicas": 2}, r"cap must be a multiple of replicas \(2\)")):
+        with pytest.raises(InvalidArgumentError, match=f"^{message}"):
             fit_batch_size(15 * gb, 1.8 * gb, **{"cap": 4, **bad})
     # nvidia-smi counts TensorFlow's reserved pool as used: what is free is the pool's rest.
     assert gpu_free_bytes(16 * gb, 1 * gb, 0) == 15 * gb

@@ -264,3 +264,14 @@ def test_nipype_network_check_is_off_for_the_run_only(small_dataset, tmp_path, m
     run_preprocessing(index, tmp_path / "prep2", CONFIG, plugin="Linear", progress=False)
     assert seen == ["0"]
     assert os.environ["NIPYPE_NO_ET"] == "0"
+
+
+def test_a_bad_worker_count_is_named_before_anything_is_made(tmp_path):
+    from skullstrip_lib.errors import InvalidArgumentError
+
+    index = pd.DataFrame({"subject": ["A"], "t1w": [str(tmp_path / "A.nii.gz")]})
+    for workers in (0, 1.5):
+        with pytest.raises(InvalidArgumentError,
+                           match=f"^workers must be an integer >= 1, got {workers}$"):
+            run_preprocessing(index, tmp_path / "out", CONFIG, workers=workers, progress=False)
+    assert not (tmp_path / "out").exists()

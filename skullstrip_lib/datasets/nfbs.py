@@ -18,18 +18,16 @@ nothing. The plumbing is private to the package: ``_download``, ``_archive``,
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import (
     InvalidInputError,
     MissingFileError,
 )
+from ..validate import check_int, check_number, check_optional_int
 from ._archive import (
     _FILE_CHECKS,
     _check_file,
@@ -214,10 +212,12 @@ def fetch_nfbs(
         to proceed). Complete subjects fetched before a failure are kept.
     InvalidInputError
         The archive is not a readable tar.gz, has an unsafe member, or a file
-        fails its check (the message names the member); or an argument is
-        invalid (*n_subjects* not positive or larger than the number of
-        subjects, *retries* negative, *timeout* not positive, *known_hash* or
-        *url* malformed). It is a :class:`ValueError`.
+        fails its check (the message names the member), or has fewer than
+        *n_subjects* subjects; or *known_hash* or *url* is malformed. It is a
+        :class:`ValueError`.
+    InvalidArgumentError
+        *n_subjects* not a positive integer or None, *retries* negative,
+        *timeout* not positive. It is a :class:`ValueError`.
     MissingFileError
         Whole archive: a subject in it lacks one of its three files.
 
@@ -227,19 +227,9 @@ def fetch_nfbs(
     >>> sorted(p.name for p in root.iterdir())[:2]  # doctest: +SKIP
     ['.complete.json', 'A00028185']
     """
-    if n_subjects is not None and (
-        isinstance(n_subjects, bool)
-        or not isinstance(n_subjects, (int, np.integer))
-        or n_subjects < 1
-    ):
-        raise InvalidInputError(
-            None, f"n_subjects must be a positive integer or None, got {n_subjects!r}"
-        )
-    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise InvalidInputError(None, f"retries must be an integer >= 0, got {retries!r}")
-    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
-        raise InvalidInputError(None, f"timeout must be a positive number of seconds, "
-                                      f"got {timeout!r}")  # fmt: skip
+    n_subjects = check_optional_int(n_subjects, "n_subjects")
+    retries = check_int(retries, "retries", minimum=0)
+    timeout = check_number(timeout, "timeout", minimum=0, open_minimum=True)  # seconds
     url, url_from = _resolve_url(url)
     source = _source(url, url_from)
     resolved_hash, where = _resolve_hash(known_hash)  # checked even when not used (a stream)

@@ -20,9 +20,10 @@ from typing import Any
 import pandas as pd
 
 from .._docs import fill_doc
-from ..errors import MissingFileError, SkullstripError
+from ..errors import InvalidArgumentError, MissingFileError, SkullstripError
 from ..inference import MODEL_FILE, BrainModel, load_model
 from ..io import settings_key
+from ..validate import check_choice, check_optional_int
 
 __all__ = ["BOOK_PROFILES", "in_colab", "keep_data_on_drive", "load_subjects", "print_config",
            "resolve_model", "resolve_profile", "source"]
@@ -59,17 +60,21 @@ def resolve_profile(profile: str | None = None) -> str:
     -------
     str
 
+    Raises
+    ------
+    InvalidArgumentError
+        Not a book profile (a :class:`ValueError`); the message names
+        ``profile`` or ``SKULLSTRIP_PROFILE``, whichever gave it.
+
     Examples
     --------
     >>> resolve_profile("full")
     'full'
     """
+    name = "profile" if profile else "SKULLSTRIP_PROFILE"  # where to look, in a bad one's message
     profile = profile or os.environ.get("SKULLSTRIP_PROFILE") or (
         "full" if in_colab() else "sample")
-    if profile not in BOOK_PROFILES:
-        raise SkullstripError(f"unknown profile {profile!r} "
-                              f"(choose from {', '.join(BOOK_PROFILES)})")
-    return profile
+    return check_choice(profile, name, BOOK_PROFILES)
 
 
 @fill_doc
@@ -105,6 +110,13 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
         Columns ``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``
         (see :func:`skullstrip_lib.datasets.index_dataset`).
 
+    Raises
+    ------
+    InvalidArgumentError
+        A profile that is not a book's, *n_subjects* neither None nor a
+        positive integer, or head arguments with the full profile (a
+        :class:`ValueError`), before anything is fetched or written.
+
     Examples
     --------
     >>> import tempfile
@@ -115,15 +127,18 @@ def load_subjects(profile: str = "sample", n_subjects: int | None = None, *,
     from ..datasets import fetch_nfbs, get_data_dir, index_dataset
 
     profile = resolve_profile(profile)
+    n_subjects = check_optional_int(n_subjects, "n_subjects")
     if profile == "full":
         if head_kwargs:
-            raise SkullstripError("head arguments apply to synthetic heads only")
+            names = ", ".join(sorted(head_kwargs))
+            raise InvalidArgumentError(names, f"{'applies' if len(head_kwargs) == 1 else 'apply'}"
+                                              " to synthetic heads only (the sample profile)")
         root = fetch_nfbs(data_dir, n_subjects=n_subjects, progressbar=progress)
         return _first(index_dataset(root, seed=split_seed), n_subjects, split_seed)
 
     from ..synth import write_nfbs_dataset
 
-    n = 6 if n_subjects is None else int(n_subjects)
+    n = 6 if n_subjects is None else n_subjects
     key = settings_key(seed, head_kwargs)
     folder = get_data_dir(data_dir) / "sample" / f"synth-{key}"
     write_nfbs_dataset(folder, n, seed=seed, progress=progress, **head_kwargs)

@@ -9,7 +9,9 @@ import keras
 import numpy as np
 
 from .._docs import fill_doc
-from ..model import build_unet, check_int, check_norm, conv_norm, norm_layer
+from ..errors import InvalidArgumentError
+from ..model import NORMS, build_unet, conv_norm, norm_layer
+from ..validate import check_choice, check_int
 from ..viz import pyplot
 
 
@@ -308,8 +310,8 @@ def conv_footprint(kernel_size: int | Sequence[int], *, padding: str = "same",
     kernel = (kernel_size,) * 3 if isinstance(kernel_size, (int, np.integer)) else tuple(
         kernel_size)
     if len(kernel) != 3 or min(kernel) < 1 or max(kernel) >= length:
-        raise ValueError(f"kernel_size must be 3 positive sizes below length {length}, "
-                         f"got {kernel_size!r}")
+        raise InvalidArgumentError("kernel_size", f"must be 3 positive sizes below length "
+                                                  f"{length}, got {kernel_size!r}")
     layer = keras.layers.Conv3D(1, kernel, padding=padding, use_bias=False,
                                 kernel_initializer="ones", dtype="float32")
     centre = length // 2
@@ -355,7 +357,7 @@ def batch_dependence(norm: str | None, *, channels: int = 4, shape: Sequence[int
     >>> batch_dependence("instance") < 1e-5 < batch_dependence("batch")
     True
     """
-    norm = check_norm(norm)
+    norm = check_choice(norm, "norm", NORMS)
     channels = check_int(channels, "channels", 1)
     layer = norm_layer(norm, channels, "norm")
     if layer is None:

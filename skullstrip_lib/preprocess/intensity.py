@@ -6,6 +6,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..validate import check_choice
+
 __all__ = [
     "NORMALIZATIONS",
     "normalize_intensity",
@@ -49,7 +51,15 @@ def normalize_intensity(
     -------
     numpy.ndarray of float32
         Same shape as ``data``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown ``method`` (a :class:`ValueError`).
+    ValueError
+        An empty mask, or constant intensities inside it.
     """
+    check_choice(method, "method", ("zscore", "minmax"))  # "none" is the caller's to skip
     data = np.asarray(data, dtype=np.float32)
     values = data[mask] if mask is not None else data.ravel()
     if values.size == 0:
@@ -60,7 +70,5 @@ def normalize_intensity(
     clipped = np.clip(data, lo, hi)
     if method == "minmax":
         return ((clipped - lo) / (hi - lo)).astype(np.float32)
-    if method == "zscore":
-        inside = clipped[mask] if mask is not None else clipped
-        return ((clipped - inside.mean()) / inside.std()).astype(np.float32)
-    raise ValueError(f"unknown normalisation method {method!r} (zscore or minmax)")
+    inside = clipped[mask] if mask is not None else clipped  # "zscore"
+    return ((clipped - inside.mean()) / inside.std()).astype(np.float32)

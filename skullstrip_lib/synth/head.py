@@ -33,6 +33,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import InvalidArgumentError
+from ..validate import check_int
 from .anatomy import draw_anatomy
 from .appearance import _draw_tissues, _smooth_field, _template_image, _zoom_to, draw_random_labels
 from .settings import ATROPHY_RANGE, NFBS_SHAPE, PITCH_RANGE_DEG, SCALE_RANGE, HeadSettings
@@ -58,8 +60,7 @@ def subject_id(index: int, seed: int) -> str:
         ``"A90000003"``. Real NFBS IDs look alike (``"A00028185"``) but start with
         ``A0``, so a synthetic ID is never mistaken for a real subject.
     """
-    if not 0 <= index <= 9999:
-        raise ValueError(f"index must be in 0..9999, got {index}")
+    index = check_int(index, "index", 0, 9999)
     return f"A9{seed % 1000:03d}{index:04d}"
 
 
@@ -102,7 +103,8 @@ def grid_affine(
         or any(c not in axes for c in codes)
         or (sorted(axes[c][0] for c in codes) != [0, 1, 2])
     ):
-        raise ValueError(f"orientation must be three axis codes like 'RAS', got {orientation!r}")
+        raise InvalidArgumentError("orientation", f"must be three axis codes like 'RAS', "
+                                                  f"got {orientation!r}")
     shape_a = np.asarray(shape, dtype=float)
     vox = np.asarray(voxel_size, dtype=float)
     if shape_a.shape != (3,) or vox.shape != (3,) or np.any(vox <= 0) or np.any(shape_a < 1):

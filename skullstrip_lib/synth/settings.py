@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InvalidArgumentError
+from ..validate import check_choice
+
 __all__ = [
     "ATROPHY_RANGE",
     "BIAS_RANGE",
@@ -73,9 +76,9 @@ def _floats(name: str, value: Any, n: int = 3) -> tuple[float, ...]:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {n} numbers, got {value!r}") from None
+        raise InvalidArgumentError(name, f"must be {n} numbers, got {value!r}") from None
     if len(out) != n or not all(math.isfinite(v) for v in out):
-        raise ValueError(f"{name} must be {n} finite numbers, got {value!r}")
+        raise InvalidArgumentError(name, f"must be {n} finite numbers, got {value!r}")
     return out
 
 
@@ -86,10 +89,11 @@ def _optional(name: str, value: Any, lo: float = 0.0, hi: float = math.inf,
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or None, got {value!r}") from None
+        raise InvalidArgumentError(name, f"must be a number or None, got {value!r}") from None
     if not math.isfinite(v) or v < lo or v > hi or (open_lo and v == lo):
         bound = f"({lo:g}" if open_lo else f"[{lo:g}"
-        raise ValueError(f"{name} must be a finite number in {bound}, {hi:g}], got {value!r}")
+        raise InvalidArgumentError(name, f"must be a finite number in {bound}, {hi:g}], "
+                                         f"got {value!r}")
     return v
 
 
@@ -122,7 +126,7 @@ class GridSettings:
     >>> GridSettings(voxel_size=(float("nan"), 1, 1))
     Traceback (most recent call last):
     ...
-    ValueError: voxel_size must be 3 finite numbers, got (nan, 1, 1)
+    skullstrip_lib.errors.InvalidArgumentError: voxel_size must be 3 finite numbers, got (nan, 1, 1)
     """
 
     shape: tuple[int, int, int] = NFBS_SHAPE
@@ -136,21 +140,22 @@ class GridSettings:
             shape = tuple(int(s) for s in self.shape)
             integral = all(float(s) == int(s) and not isinstance(s, bool) for s in self.shape)
         except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"shape must be 3 whole numbers, got {self.shape!r}") from None
+            raise InvalidArgumentError("shape", f"must be 3 whole numbers, got {self.shape!r}") \
+                from None
         if len(shape) != 3 or not integral:
-            raise ValueError(f"shape must be 3 whole numbers, got {self.shape!r}")
+            raise InvalidArgumentError("shape", f"must be 3 whole numbers, got {self.shape!r}")
         if min(shape) < MIN_SHAPE:
-            raise ValueError(f"shape {shape} is too small for a head: every axis needs at "
-                             f"least {MIN_SHAPE} voxels")
+            raise InvalidArgumentError("shape", f"{shape} is too small for a head: every axis "
+                                                f"needs at least {MIN_SHAPE} voxels")
         if math.prod(shape) > MAX_VOXELS:
-            raise ValueError(f"shape {shape} has {math.prod(shape):,} voxels, more than "
-                             f"{MAX_VOXELS:,}")
+            raise InvalidArgumentError("shape", f"{shape} has {math.prod(shape):,} voxels, more "
+                                                f"than {MAX_VOXELS:,}")
         voxel = _floats("voxel_size", self.voxel_size)
         if min(voxel) <= 0:
-            raise ValueError(f"voxel_size must be positive, got {self.voxel_size!r}")
+            raise InvalidArgumentError("voxel_size", f"must be positive, got {self.voxel_size!r}")
         if not isinstance(self.orientation, str):
-            raise ValueError(f"orientation must be three axis codes like 'RAS', "
-                             f"got {self.orientation!r}")
+            raise InvalidArgumentError("orientation", f"must be three axis codes like 'RAS', "
+                                                      f"got {self.orientation!r}")
         _set(self, "shape", shape)
         _set(self, "voxel_size", voxel)
         _set(self, "oblique_deg", _floats("oblique_deg", self.oblique_deg))
@@ -217,14 +222,13 @@ class AnatomySettings:
         if self.proportions is not None:
             prop = _floats("proportions", self.proportions)
             if not all(0.5 <= p <= 2.0 for p in prop):
-                raise ValueError(f"proportions must be 3 factors in [0.5, 2], "
-                                 f"got {self.proportions!r}")
+                raise InvalidArgumentError("proportions", f"must be 3 factors in [0.5, 2], "
+                                                          f"got {self.proportions!r}")
             _set(self, "proportions", prop)
         _set(self, "scale", _optional("scale", self.scale, 0.0, 3.0, open_lo=True))
         _set(self, "pitch_deg", _optional("pitch_deg", self.pitch_deg, -90.0, 90.0))
         _set(self, "atrophy", _optional("atrophy", self.atrophy, 0.0, 1.0))
-        if self.skull_base not in SKULL_BASES:
-            raise ValueError(f"skull_base must be one of {SKULL_BASES}, got {self.skull_base!r}")
+        check_choice(self.skull_base, "skull_base", SKULL_BASES)
         _set(self, "neck", bool(self.neck))
 
 
@@ -276,8 +280,8 @@ class AppearanceSettings:
     >>> AppearanceSettings(contrast="pd")
     Traceback (most recent call last):
     ...
-    ValueError: contrast must be one of ('t1', 't2', 'random', 'mixed'), got 'pd'
-    """
+    skullstrip_lib.errors.InvalidArgumentError: contrast must be one of 't1', 't2', 'random' or 'mixed', got 'pd'
+    """  # noqa: E501 (a doctest's expected line cannot be wrapped)
 
     contrast: str = "t1"
     bias_strength: float | None = None
@@ -291,18 +295,17 @@ class AppearanceSettings:
     nonbrain_labels: int = 0
 
     def __post_init__(self) -> None:
-        if self.contrast not in CONTRASTS:
-            raise ValueError(f"contrast must be one of {CONTRASTS}, got {self.contrast!r}")
+        check_choice(self.contrast, "contrast", CONTRASTS)
         _set(self, "bias_strength", _optional("bias_strength", self.bias_strength, 0.0, 10.0))
         lo, hi = _floats("bias_range", self.bias_range, 2)
         if not 0.0 <= lo <= hi <= 10.0:
-            raise ValueError(f"bias_range must be (low, high) with 0 <= low <= high <= 10, "
-                             f"got {self.bias_range!r}")
+            raise InvalidArgumentError("bias_range", f"must be (low, high) with 0 <= low <= high "
+                                                     f"<= 10, got {self.bias_range!r}")
         _set(self, "bias_range", (lo, hi))
         if isinstance(self.bias_knots, bool) or int(self.bias_knots) != self.bias_knots or not (
                 4 <= int(self.bias_knots) <= 16):
-            raise ValueError(f"bias_knots must be a whole number from 4 to 16, "
-                             f"got {self.bias_knots!r}")
+            raise InvalidArgumentError("bias_knots", f"must be a whole number from 4 to 16, "
+                                                     f"got {self.bias_knots!r}")
         _set(self, "bias_knots", int(self.bias_knots))
         _set(self, "noise_level", _optional("noise_level", self.noise_level, 0.0, 1.0))
         _set(self, "blur_mm", _optional("blur_mm", self.blur_mm, 0.0, 20.0))
@@ -311,8 +314,8 @@ class AppearanceSettings:
         _set(self, "deface", bool(self.deface))
         n = self.nonbrain_labels
         if isinstance(n, bool) or int(n) != n or not (n == 0 or 2 <= int(n) <= 12):
-            raise ValueError(f"nonbrain_labels must be 0 or a whole number from 2 to 12, "
-                             f"got {n!r}")
+            raise InvalidArgumentError("nonbrain_labels", f"must be 0 or a whole number from 2 "
+                                                          f"to 12, got {n!r}")
         _set(self, "nonbrain_labels", int(n))
 
 
@@ -353,8 +356,8 @@ class HeadSettings:
         ------
         TypeError
             An argument no group has.
-        ValueError
-            A value out of its range (the message names it).
+        InvalidArgumentError
+            A value out of its range (a :class:`ValueError` naming it).
         """
         return (base or cls()).replace(**kwargs)
 
@@ -379,7 +382,8 @@ def check_head_kwargs(kwargs: Mapping[str, Any]) -> HeadSettings:
     """Validate flat :func:`~skullstrip_lib.synth.make_head` arguments before any work.
 
     Returns the :class:`HeadSettings` they make; raises TypeError (an unknown
-    argument) or ValueError (a bad value) otherwise.
+    argument) or :class:`~skullstrip_lib.errors.InvalidArgumentError` (a bad value, a
+    :class:`ValueError` naming it) otherwise.
     """
     return HeadSettings.from_kwargs(**dict(kwargs))
 

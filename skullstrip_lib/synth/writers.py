@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import numpy as np
 
 from ..datasets import NFBS_FOLDER, nfbs_filenames
 from ..errors import OutputExistsError, SkullstripError
 from ..io import atomic_path, atomic_write_text, to_plain
+from ..validate import check_int
 from .head import subject_id
 from .settings import check_head_kwargs
 
@@ -36,6 +36,9 @@ def _make_head():
 
     return make_head
 
+
+# subject_id numbers a data set's subjects with four digits.
+_MAX_SUBJECTS = 10_000
 
 #: Bumped whenever the generator's output changes, so stale datasets are detected.
 _SYNTH_VERSION = 2
@@ -90,7 +93,7 @@ def write_nfbs_dataset(
     out_dir : str or path-like
         Root folder; created if missing.
     n_subjects : int
-        Number of subjects (>= 0).
+        Number of subjects, 0 to 10000 (subjects ``0 .. n_subjects - 1``).
     seed : int
         Dataset seed (see :func:`make_head`).
     progress : bool
@@ -111,6 +114,8 @@ def write_nfbs_dataset(
     SkullstripError
         A subject folder exists but was not made with these parameters (or there
         is no record of how it was made) and `overwrite` is False.
+    InvalidArgumentError
+        *n_subjects* is not an integer from 0 to 10000 (a :class:`ValueError`).
 
     Notes
     -----
@@ -120,8 +125,7 @@ def write_nfbs_dataset(
     runs. Every file is written atomically (temporary name + ``os.replace``).
     """
     check_head_kwargs(head_kwargs)  # every argument, before anything is written
-    if n_subjects < 0:
-        raise ValueError(f"n_subjects must be >= 0, got {n_subjects}")
+    n_subjects = check_int(n_subjects, "n_subjects", 0, _MAX_SUBJECTS)
     out = Path(out_dir)
     root = out / "NFBS_Dataset"
     params_path = out / "synth_params.json"
@@ -243,8 +247,10 @@ def write_nfbs_archive(
     ------
     OutputExistsError
         *path* exists and *overwrite* is False (checked before any head is made).
+    InvalidArgumentError
+        *n_subjects* is not an integer from 1 to 10000 (a :class:`ValueError`).
     ValueError
-        *n_subjects* is out of range, or *path* is a folder.
+        *path* is a folder.
     TypeError
         An unknown head argument.
 
@@ -275,10 +281,7 @@ def write_nfbs_archive(
     True
     """
     check_head_kwargs(head_kwargs)  # every argument, before anything is written
-    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) or not (
-        1 <= n_subjects <= 10000
-    ):
-        raise ValueError(f"n_subjects must be an integer from 1 to 10000, got {n_subjects!r}")
+    n_subjects = check_int(n_subjects, "n_subjects", 1, _MAX_SUBJECTS)
     target = Path(os.path.abspath(Path(path).expanduser()))
     if target.is_dir():
         raise ValueError(f"{target}: is a folder; give the archive's file name")

@@ -17,6 +17,7 @@ import yaml
 from ..errors import InvalidInputError, MissingFileError, SkullstripError
 from ..io import as_tuples, from_plain, to_plain
 from ..preprocess import PreprocessConfig
+from ..validate import check_choice
 
 if TYPE_CHECKING:  # TensorFlow is imported when a configuration is made
     from ..data import AugmentConfig
@@ -240,14 +241,28 @@ def _augment_class() -> type[AugmentConfig]:
 def resolve_config(profile: str = "sample", **overrides: Any) -> TrainConfig:
     """A profile's configuration with some settings changed.
 
+    Parameters
+    ----------
+    profile : {"sample", "default", "full"}
+        One of :data:`TRAINING_PROFILES`.
+    **overrides
+        Settings of :class:`TrainConfig` to change; None leaves the profile's.
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown profile (a :class:`ValueError`).
+
     Examples
     --------
     >>> resolve_config("sample", epochs=2).epochs
     2
     """
-    if profile not in TRAINING_PROFILES:
-        raise SkullstripError(f"unknown profile {profile!r} "
-                              f"(choose from {', '.join(TRAINING_PROFILES)})")
+    check_choice(profile, "profile", TRAINING_PROFILES)
     values = {**TRAINING_PROFILES[profile],
               **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig.from_dict({"profile": profile, **values})

@@ -16,7 +16,8 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from ..errors import DeviceError
+from ..errors import DeviceError, InvalidArgumentError
+from ..validate import check_int, check_number
 from .config import TrainConfig, resolve_config  # noqa: F401 (resolve_config: the Examples)
 
 __all__ = [
@@ -340,10 +341,13 @@ def fit_batch_size(free_bytes: float, per_volume_bytes: float, *, cap: int,
     >>> fit_batch_size(3e9, 1.8e9, cap=4)
     0
     """
-    if per_volume_bytes <= 0 or margin < 1 or cap < 1 or replicas < 1 or cap % replicas:
-        raise ValueError(f"fit_batch_size: need per_volume_bytes > 0, margin >= 1, cap >= 1 "
-                         f"a multiple of replicas >= 1; got {per_volume_bytes}, {margin}, "
-                         f"{cap}, {replicas}")
+    per_volume_bytes = check_number(per_volume_bytes, "per_volume_bytes", minimum=0,
+                                    open_minimum=True)
+    margin = check_number(margin, "margin", minimum=1)
+    replicas = check_int(replicas, "replicas", 1)
+    cap = check_int(cap, "cap", 1)
+    if cap % replicas:
+        raise InvalidArgumentError("cap", f"must be a multiple of replicas ({replicas}), got {cap}")
     per_device = math.floor((free_bytes / margin - fixed_bytes) / per_volume_bytes)
     return max(0, min(per_device, cap // replicas)) * replicas
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import needs_default
 
 from skullstrip_lib import inference
-from skullstrip_lib.errors import MissingFileError, SkullstripError
+from skullstrip_lib.errors import InvalidArgumentError, MissingFileError, SkullstripError
 from skullstrip_lib.lessons import notebook
 
 
@@ -19,8 +19,12 @@ def test_resolve_profile(monkeypatch):
     monkeypatch.setenv("SKULLSTRIP_PROFILE", "full")
     assert notebook.resolve_profile(None) == "full"
     assert notebook.resolve_profile("sample") == "sample"
-    with pytest.raises(SkullstripError, match="unknown profile 'gpu'"):
+    with pytest.raises(InvalidArgumentError, match="^profile must be one of 'sample' or 'full', "
+                                                   "got 'gpu'$"):
         notebook.resolve_profile("gpu")
+    monkeypatch.setenv("SKULLSTRIP_PROFILE", "gpu")
+    with pytest.raises(InvalidArgumentError, match="^SKULLSTRIP_PROFILE must be one of"):
+        notebook.resolve_profile(None)
 
 
 def test_colab_picks_full(monkeypatch):
@@ -50,8 +54,20 @@ def test_load_subjects_sample(tmp_path):
     assert len(list((tmp_path / "sample").iterdir())) == 2
 
 
+@pytest.mark.parametrize("profile", ["sample", "full"])
+@pytest.mark.parametrize("n_subjects", [0, 2.5, "3"])
+def test_load_subjects_refuses_a_bad_count_as_the_pipeline_does(tmp_path, profile, n_subjects):
+    # Once int(n_subjects) for synthetic heads ("3" and 2.5 went through) and fetch_nfbs's
+    # InvalidInputError for NFBS: now the error of datasets and synth, before anything is written.
+    with pytest.raises(InvalidArgumentError, match="^n_subjects must be an integer >= 1 or None, "
+                                                   f"got {n_subjects!r}$"):
+        notebook.load_subjects(profile, n_subjects, data_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_subjects_full_rejects_head_arguments(tmp_path):
-    with pytest.raises(SkullstripError, match="synthetic heads only"):
+    with pytest.raises(InvalidArgumentError,
+                       match=r"^contrast applies to synthetic heads only \(the sample profile\)"):
         notebook.load_subjects("full", 1, data_dir=tmp_path, contrast="t2")
 
 
