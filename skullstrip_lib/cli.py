@@ -21,9 +21,16 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
-from .errors import Interrupted, SkullstripError, missing_extra, require_train_extra
+from .errors import (
+    Interrupted,
+    InvalidArgumentError,
+    SkullstripError,
+    missing_extra,
+    require_train_extra,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -512,12 +519,36 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
                     quiet="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line like every other error of the
+    command (argparse prints the whole usage block first); its subcommands' parsers are of
+    this class too (``add_subparsers`` makes them with the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _as_option(exc: BaseException, args: argparse.Namespace) -> str:
+    """The first line of *exc*, naming the command's option (``--subjects``) where a library
+    argument check names the function's argument (``n_subjects``) that the option set."""
+    message = _first_line(exc)
+    if isinstance(exc, InvalidArgumentError):
+        dest = _ARGUMENT_DEST.get(exc.argument, exc.argument)
+        if dest in vars(args) and message.startswith(exc.argument + " "):
+            message = "--" + dest.replace("_", "-") + message[len(exc.argument):]
+    return message
+
+
+# The library's name of an argument where its option's differs.
+_ARGUMENT_DEST = {"n_subjects": "subjects"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skullstrip`` command (used by the docs too)."""
     # Choices and defaults come from the library (none of these imports TensorFlow or pandas).
     from .io import MAX_VOXELS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skullstrip",
         description="Brain extraction of T1-weighted MRI: data, preprocessing and more. "
                     "Run 'skullstrip COMMAND --help' for a command's options.",
@@ -578,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"error: {detail}; free memory, or give it smaller inputs (see "
                     "--max-voxels)")
     except (SkullstripError, OSError, ValueError) as exc:
-        message = _first_line(exc)
+        message = _as_option(exc, args)
         if isinstance(exc, OSError) and not isinstance(exc, SkullstripError) and exc.filename:
             message = f"{exc.filename}: {exc.strerror}"
         return fail(f"error: {message}")

@@ -56,7 +56,10 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
     res = run("synth", str(tmp_path), "--subjects", "0")
-    assert res.returncode == 2  # argparse: usage error
+    assert res.returncode == 2  # argparse: usage error, in one line too
+    assert res.stderr.strip().splitlines() == [
+        "skullstrip synth: error: argument --subjects: must be at least 1, got 0 "
+        "(see 'skullstrip synth --help')"]
 
 
 def test_synth_index_preprocess_end_to_end(tmp_path):
@@ -188,19 +191,21 @@ def test_a_bad_argument_from_the_library_is_one_line(tmp_path, capsys):
     # --subjects passes the parser (a positive int); the writer's own limit names the argument.
     out = tmp_path / "out"
     assert main(["synth", str(out), "--subjects", "20000", "-q"]) == 1
+    # The library names its argument (n_subjects); the command names the user's option.
     assert capsys.readouterr().err.strip().splitlines() == [
-        "skullstrip synth: error: n_subjects must be an integer from 0 to 10000, got 20000"]
+        "skullstrip synth: error: --subjects must be an integer from 0 to 10000, got 20000"]
     assert not out.exists()
 
 
 def test_a_bad_profile_is_refused_by_the_parser(tmp_path, capsys):
-    # The parser knows the profiles (choices from train.TRAINING_PROFILES): argparse's usage,
-    # then the error line naming the option, exit status 2; nothing is made.
+    # The parser knows the profiles (choices from train.TRAINING_PROFILES): one line naming
+    # the option (not argparse's usage block first), exit status 2; nothing is made.
     with pytest.raises(SystemExit) as exc:
         main(["train", "--profile", "huge", "-o", str(tmp_path / "run")])
     assert exc.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("skullstrip train: error: argument --profile: invalid choice: 'huge'")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("skullstrip train: error: argument --profile: invalid choice: 'huge'")
+    assert line.endswith("(see 'skullstrip train --help')")
     assert list(tmp_path.iterdir()) == []
 
 
