@@ -58,6 +58,7 @@ from .template import (
     _sdf,
     _template,
     _tube_dist,
+    _zoom_to,
 )
 
 __all__ = ["STRUCTURES", "draw_anatomy"]
@@ -206,7 +207,6 @@ def _smooth_noise(shape: tuple[int, ...], spacing: float, seed: int, scale_mm: f
     Drawn on a coarse grid (a quarter of `scale_mm` apart), smoothed and
     upsampled linearly, so its cost is that of one linear interpolation.
     """
-    from .appearance import _zoom_to
 
     step = max(scale_mm / 4.0, spacing)
     m = tuple(max(2, int(np.ceil((n - 1) * spacing / step)) + 1) for n in shape)

@@ -174,31 +174,6 @@ def _smooth_field(rng: np.random.Generator, n: int, pts_mm: np.ndarray, half: fl
     return ndi.map_coordinates(knots, idx, order=3, mode="nearest")
 
 
-
-def _zoom_to(coarse: np.ndarray, shape: tuple[int, ...], out: np.ndarray) -> None:
-    """Linear upsampling of a field sampled at ``linspace(0, n - 1, m)`` onto all voxels.
-
-    Separable, smallest axis first; about 5x faster than ``ndimage.zoom(order=1)``.
-    """
-    a = coarse.astype(np.float32, copy=False)
-    for ax in (2, 1, 0):
-        m, n = a.shape[ax], shape[ax]
-        if m == n:
-            continue
-        pos = np.linspace(0.0, m - 1.0, n)
-        i0 = np.minimum(pos.astype(np.intp), m - 2)
-        w = (pos - i0).astype(np.float32)
-        bshape = [1, 1, 1]
-        bshape[ax] = n
-        w = w.reshape(bshape)
-        lo, hi = np.take(a, i0, axis=ax), np.take(a, i0 + 1, axis=ax)
-        hi -= lo
-        hi *= w
-        lo += hi
-        a = lo
-    out[...] = a
-
-
 def _template_image(lev: _Level, crop, tis, lay, neck: bool, atrophy: float = 0.0,
                     anat: dict | None = None, rl: dict | None = None) -> np.ndarray:
     """Per-subject intensity image (float32) on a crop of one template level.

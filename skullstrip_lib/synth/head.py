@@ -25,7 +25,6 @@ bytes as before they existed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +32,19 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import InvalidArgumentError
 from ..validate import check_int
 from .anatomy import draw_anatomy
-from .appearance import _draw_tissues, _smooth_field, _template_image, _zoom_to, draw_random_labels
-from .settings import ATROPHY_RANGE, NFBS_SHAPE, PITCH_RANGE_DEG, SCALE_RANGE, HeadSettings
-from .template import _rotation, _template
+from .appearance import _draw_tissues, _smooth_field, _template_image, draw_random_labels
+from .settings import (
+    ATROPHY_RANGE,
+    PITCH_RANGE_DEG,
+    SCALE_RANGE,
+    HeadSettings,
+    grid_affine,
+)
+from .template import _rotation, _template, _zoom_to
 
-__all__ = ["SynthHead", "grid_affine", "make_head", "subject_id"]
+__all__ = ["SynthHead", "make_head", "subject_id"]
 
 
 def subject_id(index: int, seed: int) -> str:
@@ -62,62 +66,6 @@ def subject_id(index: int, seed: int) -> str:
     """
     index = check_int(index, "index", 0, 9999)
     return f"A9{seed % 1000:03d}{index:04d}"
-
-
-def grid_affine(
-    shape: Sequence[int] = NFBS_SHAPE,
-    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
-    orientation: str = "RAS",
-    oblique_deg: Sequence[float] = (0.0, 0.0, 0.0),
-    center_mm: Sequence[float] = (0.0, -18.0, -8.0),
-) -> np.ndarray:
-    """Voxel-to-world affine of a scanner grid centred on a given point.
-
-    Parameters
-    ----------
-    shape : sequence of 3 int
-        Grid size in voxels.
-    voxel_size : sequence of 3 float
-        Voxel size in mm along the three voxel axes.
-    orientation : str
-        nibabel axis codes of the voxel axes, one letter of each pair L/R, P/A, I/S,
-        e.g. ``"RAS"``, ``"LPS"``, ``"PIR"``: the world direction in which each voxel
-        index grows.
-    oblique_deg : sequence of 3 float
-        Rotation of the grid about the world x, y and z axes, in degrees (applied
-        in that order), which makes the affine oblique. Up to about 30° the axis
-        codes (``nib.aff2axcodes``) stay equal to `orientation`.
-    center_mm : sequence of 3 float
-        World (RAS+, mm) position of the grid's centre, ``(shape - 1) / 2``.
-
-    Returns
-    -------
-    numpy.ndarray
-        (4, 4) float64 affine mapping voxel indices to RAS+ world mm.
-    """
-    codes = orientation.upper() if isinstance(orientation, str) else "".join(orientation)
-    axes = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0),
-            "I": (2, -1.0)}  # fmt: skip
-    if (
-        len(codes) != 3
-        or any(c not in axes for c in codes)
-        or (sorted(axes[c][0] for c in codes) != [0, 1, 2])
-    ):
-        raise InvalidArgumentError("orientation", f"must be three axis codes like 'RAS', "
-                                                  f"got {orientation!r}")
-    shape_a = np.asarray(shape, dtype=float)
-    vox = np.asarray(voxel_size, dtype=float)
-    if shape_a.shape != (3,) or vox.shape != (3,) or np.any(vox <= 0) or np.any(shape_a < 1):
-        raise ValueError("shape and voxel_size need three positive values")
-    lin = np.zeros((3, 3))
-    for i, c in enumerate(codes):
-        ax, sign = axes[c]
-        lin[ax, i] = sign * vox[i]
-    lin = _rotation(np.deg2rad(np.asarray(oblique_deg, dtype=float))) @ lin
-    aff = np.eye(4)
-    aff[:3, :3] = lin
-    aff[:3, 3] = np.asarray(center_mm, dtype=float) - lin @ ((shape_a - 1.0) / 2.0)
-    return aff
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidArgumentError
 from ..validate import check_choice
+from .template import _rotation
 
 __all__ = [
     "ATROPHY_RANGE",
@@ -44,6 +47,7 @@ __all__ = [
     "GridSettings",
     "HeadSettings",
     "check_head_kwargs",
+    "grid_affine",
 ]
 
 NFBS_SHAPE = (256, 256, 192)
@@ -99,6 +103,62 @@ def _optional(name: str, value: Any, lo: float = 0.0, hi: float = math.inf,
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass in __post_init__
+
+
+def grid_affine(
+    shape: Sequence[int] = NFBS_SHAPE,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    orientation: str = "RAS",
+    oblique_deg: Sequence[float] = (0.0, 0.0, 0.0),
+    center_mm: Sequence[float] = (0.0, -18.0, -8.0),
+) -> np.ndarray:
+    """Voxel-to-world affine of a scanner grid centred on a given point.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Grid size in voxels.
+    voxel_size : sequence of 3 float
+        Voxel size in mm along the three voxel axes.
+    orientation : str
+        nibabel axis codes of the voxel axes, one letter of each pair L/R, P/A, I/S,
+        e.g. ``"RAS"``, ``"LPS"``, ``"PIR"``: the world direction in which each voxel
+        index grows.
+    oblique_deg : sequence of 3 float
+        Rotation of the grid about the world x, y and z axes, in degrees (applied
+        in that order), which makes the affine oblique. Up to about 30° the axis
+        codes (``nib.aff2axcodes``) stay equal to `orientation`.
+    center_mm : sequence of 3 float
+        World (RAS+, mm) position of the grid's centre, ``(shape - 1) / 2``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (4, 4) float64 affine mapping voxel indices to RAS+ world mm.
+    """
+    codes = orientation.upper() if isinstance(orientation, str) else "".join(orientation)
+    axes = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0),
+            "I": (2, -1.0)}  # fmt: skip
+    if (
+        len(codes) != 3
+        or any(c not in axes for c in codes)
+        or (sorted(axes[c][0] for c in codes) != [0, 1, 2])
+    ):
+        raise InvalidArgumentError("orientation", f"must be three axis codes like 'RAS', "
+                                                  f"got {orientation!r}")
+    shape_a = np.asarray(shape, dtype=float)
+    vox = np.asarray(voxel_size, dtype=float)
+    if shape_a.shape != (3,) or vox.shape != (3,) or np.any(vox <= 0) or np.any(shape_a < 1):
+        raise ValueError("shape and voxel_size need three positive values")
+    lin = np.zeros((3, 3))
+    for i, c in enumerate(codes):
+        ax, sign = axes[c]
+        lin[ax, i] = sign * vox[i]
+    lin = _rotation(np.deg2rad(np.asarray(oblique_deg, dtype=float))) @ lin
+    aff = np.eye(4)
+    aff[:3, :3] = lin
+    aff[:3, 3] = np.asarray(center_mm, dtype=float) - lin @ ((shape_a - 1.0) / 2.0)
+    return aff
 
 
 @dataclass(frozen=True)
@@ -160,8 +220,6 @@ class GridSettings:
         _set(self, "voxel_size", voxel)
         _set(self, "oblique_deg", _floats("oblique_deg", self.oblique_deg))
         _set(self, "center_mm", _floats("center_mm", self.center_mm))
-        from .head import grid_affine  # checks the orientation codes, one rule in one place
-
         grid_affine(shape, voxel, self.orientation, self.oblique_deg, self.center_mm)
 
 
