@@ -35,6 +35,7 @@ __all__ = [
     "training_config",
     "training_split",
     "unseen_subjects",
+    "worst_cases",
 ]
 
 
@@ -168,6 +169,67 @@ def evaluate(
     return pd.DataFrame([
         {"subject": p.subject, **evaluate_masks(p.mask, p.reference, spacing=p.scan.zooms)}
         for p in predict_subjects(model, index, split=split, progress=progress)])
+
+
+@fill_doc
+def worst_cases(
+    model: str | os.PathLike | BrainModel,
+    index: pd.DataFrame | str | os.PathLike,
+    scores: pd.DataFrame,
+    *,
+    n: int = 3,
+) -> list[SubjectPrediction]:
+    """The ``n`` lowest-Dice subjects of a scoring, predicted again, lowest first.
+
+    :func:`evaluate` keeps only the numbers; to see *where* the worst masks
+    go wrong (:func:`skullstrip_lib.viz.worst_cases_figure`) their volumes are
+    needed again. Only these ``n`` subjects are loaded and predicted, all of
+    them kept in memory.
+
+    Parameters
+    ----------
+    %(model)s
+    index : pandas.DataFrame or path-like
+        The index (or its CSV) the scores were computed on.
+    scores : pandas.DataFrame
+        From :func:`evaluate` (``subject`` and ``dice`` are used).
+    n : int
+        How many subjects (>= 1); fewer when there are fewer scores.
+
+    Returns
+    -------
+    list of SubjectPrediction
+        In increasing order of Dice.
+
+    Examples
+    --------
+    Two bright balls scored with a stand-in network (as in :func:`evaluate`):
+    the smaller ball is the worse one.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
+    >>> tmp, rows = Path(tempfile.mkdtemp()), []
+    >>> for i, radius in enumerate((28.0, 24.0)):  # mm
+    ...     ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= radius ** 2
+    ...     files = {"t1w": tmp / f"s{i}.nii", "brainmask": tmp / f"m{i}.nii"}
+    ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
+    ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    ...     rows.append({"subject": f"s{i}", "split": "test", **files})
+    >>> bright = BrainModel("bright", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                     run=lambda x: (x > 0).astype("float32"))
+    >>> scores = evaluate(bright, pd.DataFrame(rows), progress=False)
+    >>> [(p.subject, round(dice(p.mask, p.reference), 3))
+    ...  for p in worst_cases(bright, pd.DataFrame(rows), scores, n=1)]
+    [('s1', 0.927)]
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    worst = scores.nsmallest(n, "dice")["subject"].astype(str)
+    index = select_split(index, None)
+    rows = index.set_index(index["subject"].astype(str)).loc[worst]
+    return list(predict_subjects(model, rows.reset_index(drop=True), split=None, progress=False))
 
 
 CALIBRATION_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.20, 0.751, 0.05))
