@@ -203,26 +203,26 @@ def worst_cases(
 
     Examples
     --------
-    Two bright balls scored with a stand-in network (as in :func:`evaluate`):
-    the smaller ball is the worse one.
+    The scores of two subjects, of which only the worse, a bright ball, is on
+    disk: it alone is loaded and predicted, here by a stand-in network (as in
+    :func:`evaluate`).
 
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.preprocess import PreprocessConfig
     >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
-    >>> tmp, rows = Path(tempfile.mkdtemp()), []
-    >>> for i, radius in enumerate((28.0, 24.0)):  # mm
-    ...     ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= radius ** 2
-    ...     files = {"t1w": tmp / f"s{i}.nii", "brainmask": tmp / f"m{i}.nii"}
-    ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
-    ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
-    ...     rows.append({"subject": f"s{i}", "split": "test", **files})
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 24.0 ** 2
+    >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
+    >>> nib.save(nib.Nifti1Image(ball * 1.0, np.diag([4.0, 4.0, 4.0, 1.0])), mask)
+    >>> index = pd.DataFrame({"subject": ["s0", "s1"], "t1w": ["gone.nii", scan],
+    ...                       "brainmask": ["gone.nii", mask]})
+    >>> scores = pd.DataFrame({"subject": ["s0", "s1"], "dice": [0.978, 0.927]})
     >>> bright = BrainModel("bright", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
     ...                     run=lambda x: (x > 0).astype("float32"))
-    >>> scores = evaluate(bright, pd.DataFrame(rows), progress=False)
-    >>> [(p.subject, round(dice(p.mask, p.reference), 3))
-    ...  for p in worst_cases(bright, pd.DataFrame(rows), scores, n=1)]
-    [('s1', 0.927)]
+    >>> [case] = worst_cases(bright, index, scores, n=1)
+    >>> case.subject, round(dice(case.mask, case.reference), 3)
+    ('s1', 0.927)
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")

@@ -159,6 +159,14 @@ def fit_model_grid(
                      np.asarray(source_affine, dtype=float))
 
 
+def _voxel_map(data: np.ndarray, affine: np.ndarray, shape: Sequence[int],
+               out_affine: np.ndarray) -> np.ndarray:
+    """The matrix taking output voxels to the voxels of ``data`` (on ``affine``, ``shape``)."""
+    if data.shape != tuple(shape):
+        raise ValueError(f"expected shape {tuple(shape)}, got {data.shape}")
+    return np.linalg.inv(affine) @ out_affine
+
+
 def _resample(data: np.ndarray, matrix: np.ndarray, out_shape: Sequence[int], order: int,
               cval: float, output: np.ndarray | None = None) -> np.ndarray:
     # A boolean mask goes in as a uint8 view (no float copy of the volume); the
@@ -202,9 +210,7 @@ def to_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1, antialia
     numpy.ndarray of float32
         Shape ``grid.shape``.
     """
-    if data.shape != grid.source_shape:
-        raise ValueError(f"expected shape {grid.source_shape}, got {data.shape}")
-    matrix = np.linalg.inv(grid.source_affine) @ grid.affine
+    matrix = _voxel_map(data, grid.source_affine, grid.source_shape, grid.affine)
     if antialias and order > 0:
         # Source voxels stepped per model voxel, along each source axis.
         factor = np.abs(matrix[:3, :3]).max(axis=1)
@@ -242,28 +248,39 @@ def from_model_grid(data: np.ndarray, grid: ModelGrid, *, order: int = 1,
     numpy.ndarray of float32
         Shape ``grid.source_shape``.
     """
-    if data.shape != grid.shape:
-        raise ValueError(f"expected shape {grid.shape}, got {data.shape}")
-    matrix = np.linalg.inv(grid.affine) @ grid.source_affine
+    matrix = _voxel_map(data, grid.affine, grid.shape, grid.source_affine)
     if support is None:
         return _resample(data, matrix, grid.source_shape, order, cval)
     if order != 1:
         raise ValueError("support needs linear interpolation (order=1)")
+    return _resample_near_support(data, matrix, grid.source_shape, support, cval)
+
+
+def _resample_near_support(data: np.ndarray, matrix: np.ndarray, out_shape: Sequence[int],
+                           support: float, cval: float) -> np.ndarray:
+    """Linear resampling computed only in the output box that can reach ``support``.
+
+    Linear interpolation never exceeds its neighbours, so an output voxel farther
+    than one input voxel from every input voxel at or above ``support`` stays
+    below it: only the bounding box of those input voxels, grown by one voxel and
+    mapped into the output grid, is resampled; the rest is ``cval``.
+    ``matrix`` maps output voxels to input voxels, as for :func:`_resample`.
+    """
     hot = data >= support
     # np.zeros leaves the pages outside the box unwritten (the kernel's zero page):
-    # only the box costs memory, whatever the scan's size.
-    out = (np.zeros(grid.source_shape, np.float32) if cval == 0
-           else np.full(grid.source_shape, cval, dtype=np.float32))
+    # only the box costs memory, whatever the output's size.
+    out = (np.zeros(out_shape, np.float32) if cval == 0
+           else np.full(out_shape, cval, dtype=np.float32))
     if not hot.any():
         return out
     first, last = bounding_box(hot)
-    scan_vox = (np.linalg.inv(matrix) @ box_corners(first - 1.0, last + 1.0).T).T[:, :3]
-    start = np.clip(np.floor(scan_vox.min(axis=0)).astype(int), 0, grid.source_shape)
-    stop = np.clip(np.ceil(scan_vox.max(axis=0)).astype(int) + 1, 0, grid.source_shape)
+    out_vox = (np.linalg.inv(matrix) @ box_corners(first - 1.0, last + 1.0).T).T[:, :3]
+    start = np.clip(np.floor(out_vox.min(axis=0)).astype(int), 0, out_shape)
+    stop = np.clip(np.ceil(out_vox.max(axis=0)).astype(int) + 1, 0, out_shape)
     if np.any(stop <= start):
         return out
     shift = np.eye(4)
-    shift[:3, 3] = start  # the box's first voxel is scan voxel `start`
+    shift[:3, 3] = start  # the box's first voxel is output voxel `start`
     box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    _resample(data, matrix @ shift, stop - start, order, cval, output=out[box])  # in place
+    _resample(data, matrix @ shift, stop - start, 1, cval, output=out[box])  # in place
     return out
