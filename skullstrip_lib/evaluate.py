@@ -83,23 +83,14 @@ class SubjectPrediction(NamedTuple):
 
 
 @fill_doc
-def predict_subjects(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> Iterator[SubjectPrediction]:
+def predict_subjects(model: str | os.PathLike | BrainModel, index: pd.DataFrame | str | os.PathLike,
+                     *, split: str | None = "test", progress: bool = True
+                     ) -> Iterator[SubjectPrediction]:
     """Load and predict the subjects of an index one at a time.
 
     Parameters
     ----------
-    %(model)s
-    index : pandas.DataFrame or path-like
-        An index (:func:`skullstrip_lib.datasets.index_dataset`) or its CSV.
-    split : str or None
-        Only the subjects of this split; None for all.
-    %(progress)s
+    %(subjects)s
 
     Yields
     ------
@@ -119,20 +110,16 @@ def predict_subjects(
                                 result.grid)
 
 
-def evaluate(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> pd.DataFrame:
+@fill_doc
+def evaluate(model: str | os.PathLike | BrainModel, index: pd.DataFrame | str | os.PathLike, *,
+             split: str | None = "test", progress: bool = True) -> pd.DataFrame:
     """Score a model on the subjects of an index, in native space.
+
+    Each subject is predicted as :func:`predict_subjects` does it.
 
     Parameters
     ----------
-    model, index, split, progress
-        As for :func:`predict_subjects`: the model, the index (or its CSV), the split to score
-        (None for all) and a progress bar.
+    %(subjects)s
 
     Returns
     -------

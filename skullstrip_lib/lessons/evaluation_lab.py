@@ -17,16 +17,13 @@ from ..metrics import evaluate_masks
 from ..preprocess import ModelGrid, from_model_grid, to_model_grid
 
 
-def evaluate_spaces(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> pd.DataFrame:
+@fill_doc
+def evaluate_spaces(model: str | os.PathLike | BrainModel,
+                    index: pd.DataFrame | str | os.PathLike, *,
+                    split: str | None = "test", progress: bool = True) -> pd.DataFrame:
     """Score each subject three ways: in native space, on the model grid, and the grid's ceiling.
 
-    One prediction per subject gives
+    One prediction per subject (:func:`skullstrip_lib.evaluate.predict_subjects`) gives
 
     * ``"native"``: the mask :func:`skullstrip_lib.inference.predict_mask`
       writes, against the original mask on the scan's own grid (what
@@ -43,16 +40,14 @@ def evaluate_spaces(
 
     Parameters
     ----------
-    model, index, split, progress
-        As for :func:`skullstrip_lib.evaluate.predict_subjects`.
+    %(subjects)s
 
     Returns
     -------
-    pandas.DataFrame
-        Three rows per subject: ``subject``, ``space`` and the columns of
-        :func:`evaluate` (``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``,
-        ``volume_ref_ml``, ``volume_diff_pct``); distances and volumes in mm
-        and mL on each space's own voxel size.
+    scores : pandas.DataFrame
+        The scores of :func:`skullstrip_lib.evaluate.evaluate` (``dice``, ``iou``,
+        ``hd95_mm``, ...) with a ``space`` column: three rows per subject;
+        distances and volumes in mm and mL on each space's own voxel size.
 
     Examples
     --------
