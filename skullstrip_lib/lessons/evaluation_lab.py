@@ -178,6 +178,16 @@ def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
         ``n`` subjects of the training split: from the model's own index when it
         was trained on one (e.g. NFBS), otherwise its synthetic heads made again
         byte for byte (:func:`training_heads`, first group).
+
+    Examples
+    --------
+    The bundled model was trained on synthetic heads: the first of them, made
+    again (one full-size head, seconds):
+
+    >>> import tempfile
+    >>> seen_subjects("default", 1, data_dir=tempfile.mkdtemp())[["subject", "split"]]
+         subject  split
+    0  A91000000  train
     """
     from ..datasets import index_dataset, read_index
 
@@ -226,6 +236,16 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
     -------
     pandas.DataFrame
         An index (``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``).
+
+    Examples
+    --------
+    The sample profile: one sample head (full size, a few seconds), a seed the
+    bundled model never trained on:
+
+    >>> import tempfile
+    >>> held_out_subjects("default", "sample", 1, data_dir=tempfile.mkdtemp())[["subject", "split"]]
+         subject split
+    0  A90000000  test
     """
     from ..errors import MissingFileError
     from .notebook import load_subjects, resolve_profile
