@@ -136,11 +136,11 @@ def evaluate(model: str | os.PathLike | BrainModel, index: pd.DataFrame | str | 
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.inference import BrainModel
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
     >>> tmp, rows = Path(tempfile.mkdtemp()), []
-    >>> for i, radius in enumerate((28.0, 24.0)):  # mm, on 4 mm voxels
-    ...     ball = sphere((20, 24, 20), (10, 12, 10), radius, 4.0)
+    >>> for i, radius in enumerate((28.0, 24.0)):  # mm
+    ...     ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= radius ** 2
     ...     files = {"t1w": tmp / f"s{i}.nii.gz", "brainmask": tmp / f"m{i}.nii.gz"}
     ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
     ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
@@ -272,9 +272,9 @@ def calibrate_threshold(
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.inference import BrainModel
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
-    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 28.0 ** 2  # mm
     >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
     >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
     >>> nib.save(nib.Nifti1Image(ball.astype("uint8"), np.diag([4.0, 4.0, 4.0, 1.0])), mask)

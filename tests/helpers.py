@@ -63,3 +63,13 @@ def orientation_letters(ax):
     """Orientation letters of a panel: {edge: (letter, (x, y) in axes fractions)}."""
     return {t.get_gid().split("-", 1)[1]: (t.get_text(), t.get_position()) for t in ax.texts
             if (t.get_gid() or "").startswith("orientation-")}
+
+
+def ball(shape, centre, radius: float) -> np.ndarray:
+    """A ball mask on 1 mm voxels: the voxels whose centre lies within ``radius`` of ``centre``.
+
+    The pipeline's tests make their own; the chapters' is
+    ``skullstrip_lib.lessons.evaluation_lab.sphere``.
+    """
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2

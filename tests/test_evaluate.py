@@ -62,12 +62,12 @@ def test_compare_masks_draws_both_outlines():
 
     matplotlib.use("Agg")
     import numpy as np
+    from helpers import ball
 
-    from skullstrip_lib.metrics import sphere
     from skullstrip_lib.viz import compare_masks
 
-    ref = sphere((40, 40, 40), (20, 20, 20), 10.0)
-    pred = sphere((40, 40, 40), (22, 20, 20), 10.0)
+    ref = ball((40, 40, 40), (20, 20, 20), 10.0)
+    pred = ball((40, 40, 40), (22, 20, 20), 10.0)
     fig = compare_masks(ref.astype(float), ref, pred, title="toy")
     assert len(fig.axes) == 3
     # Two contour sets per panel: the reference (green) and the prediction (red).

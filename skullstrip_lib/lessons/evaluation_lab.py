@@ -1,8 +1,12 @@
-"""Where and on what to score: three spaces, seen subjects, probability maps (chapters 8, 9)."""
+"""Where and on what to score: test balls, three spaces, seen subjects, probability maps.
+
+For chapters 8 and 9.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,48 @@ from ..inference import BrainModel, as_model, postprocess_mask, predict_mask
 from ..io import Scan
 from ..metrics import evaluate_masks
 from ..preprocess import ModelGrid, from_model_grid, to_model_grid
+
+
+def sphere(shape: Sequence[int], center: Sequence[float], radius: float,
+           spacing: float | Sequence[float] = 1.0) -> np.ndarray:
+    """A ball-shaped mask: the voxels whose centre lies within ``radius`` of ``center``.
+
+    Toy masks with known sizes and positions, to see what each metric of
+    :mod:`skullstrip_lib.metrics` reacts to (chapter 8) and to check a
+    student's version of one (:mod:`~skullstrip_lib.lessons.checks`).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Array shape in voxels (any number of dimensions; 2D gives a disc).
+    center : sequence of float
+        Centre in voxel coordinates (one per axis; may fall between voxels).
+    radius : float
+        Radius in mm.
+    spacing : float or sequence of float
+        Voxel size in mm along each axis.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Shape ``shape``.
+
+    Examples
+    --------
+    >>> int(sphere((5, 5), (2, 2), 1.0).sum())  # the centre and its 4 neighbours
+    5
+    >>> ball = sphere((64, 64, 64), (32, 32, 32), 20.0)
+    >>> round(float(ball.sum()) / (4 / 3 * np.pi * 20**3), 2)  # close to the true volume
+    1.0
+    """
+    shape = tuple(int(n) for n in shape)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (len(shape),))
+    if np.any(spacing <= 0):
+        raise ValueError(f"voxel spacing must be positive, got {tuple(spacing)}")
+    center = np.broadcast_to(np.asarray(center, dtype=float), (len(shape),))
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True))
+    return np.asarray(dist2 <= float(radius) ** 2)
 
 
 @fill_doc
@@ -56,7 +102,6 @@ def evaluate_spaces(model: str | os.PathLike | BrainModel,
 
     >>> import tempfile
     >>> import nibabel as nib
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
     >>> ball, folder = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0), Path(tempfile.mkdtemp())
     >>> for name, data in {"t1w": np.where(ball, 90.0, 10.0), "brainmask": ball * 1.0}.items():

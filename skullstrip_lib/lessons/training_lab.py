@@ -91,7 +91,7 @@ def toy_ball(shape: tuple[int, int, int] = (64, 64, 64), fraction: float = 0.1):
     """
     import numpy as np
 
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     if not 0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
