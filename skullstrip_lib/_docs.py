@@ -111,6 +111,14 @@ AssertionError
     A case failed: which one, the expected and actual answers, and a hint.""",
 }
 
+# The subjects of an index, predicted one at a time (skullstrip_lib.evaluate.predict_subjects
+# and every score made from it): the model, the index, the split and a progress bar.
+DOCS["subjects"] = "\n".join([DOCS["model"], """\
+index : pandas.DataFrame or path-like
+    An index (:func:`skullstrip_lib.datasets.index_dataset`) or its CSV.
+split : str or None
+    Only the subjects of this split; None for all.""", DOCS["progress"]])
+
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<key>\w+)\)s[ \t]*$", re.MULTILINE)
 
 

@@ -265,9 +265,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     atomic_write_text(out, scores.to_csv(index=False))
     print(summarize(scores).round(4).to_string())
     if args.figure:
+        from .evaluate import worst_cases
         from .viz import worst_cases_figure
 
-        worst_cases_figure(model, index, scores, args.figure)
+        worst_cases_figure(worst_cases(model, index, scores), scores, args.figure)
     return 0
 
 

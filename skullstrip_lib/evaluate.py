@@ -35,6 +35,7 @@ __all__ = [
     "training_config",
     "training_split",
     "unseen_subjects",
+    "worst_cases",
 ]
 
 
@@ -82,23 +83,14 @@ class SubjectPrediction(NamedTuple):
 
 
 @fill_doc
-def predict_subjects(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> Iterator[SubjectPrediction]:
+def predict_subjects(model: str | os.PathLike | BrainModel, index: pd.DataFrame | str | os.PathLike,
+                     *, split: str | None = "test", progress: bool = True
+                     ) -> Iterator[SubjectPrediction]:
     """Load and predict the subjects of an index one at a time.
 
     Parameters
     ----------
-    %(model)s
-    index : pandas.DataFrame or path-like
-        An index (:func:`skullstrip_lib.datasets.index_dataset`) or its CSV.
-    split : str or None
-        Only the subjects of this split; None for all.
-    %(progress)s
+    %(subjects)s
 
     Yields
     ------
@@ -118,20 +110,16 @@ def predict_subjects(
                                 result.grid)
 
 
-def evaluate(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> pd.DataFrame:
+@fill_doc
+def evaluate(model: str | os.PathLike | BrainModel, index: pd.DataFrame | str | os.PathLike, *,
+             split: str | None = "test", progress: bool = True) -> pd.DataFrame:
     """Score a model on the subjects of an index, in native space.
+
+    Each subject is predicted as :func:`predict_subjects` does it.
 
     Parameters
     ----------
-    model, index, split, progress
-        As for :func:`predict_subjects`: the model, the index (or its CSV), the split to score
-        (None for all) and a progress bar.
+    %(subjects)s
 
     Returns
     -------
@@ -148,11 +136,11 @@ def evaluate(
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.inference import BrainModel
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
     >>> tmp, rows = Path(tempfile.mkdtemp()), []
-    >>> for i, radius in enumerate((28.0, 24.0)):  # mm, on 4 mm voxels
-    ...     ball = sphere((20, 24, 20), (10, 12, 10), radius, 4.0)
+    >>> for i, radius in enumerate((28.0, 24.0)):  # mm
+    ...     ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= radius ** 2
     ...     files = {"t1w": tmp / f"s{i}.nii.gz", "brainmask": tmp / f"m{i}.nii.gz"}
     ...     for path, data in zip(files.values(), (np.where(ball, 100.0, 5.0), ball * 1.0)):
     ...         nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), path)
@@ -168,6 +156,67 @@ def evaluate(
     return pd.DataFrame([
         {"subject": p.subject, **evaluate_masks(p.mask, p.reference, spacing=p.scan.zooms)}
         for p in predict_subjects(model, index, split=split, progress=progress)])
+
+
+@fill_doc
+def worst_cases(
+    model: str | os.PathLike | BrainModel,
+    index: pd.DataFrame | str | os.PathLike,
+    scores: pd.DataFrame,
+    *,
+    n: int = 3,
+) -> list[SubjectPrediction]:
+    """The ``n`` lowest-Dice subjects of a scoring, predicted again, lowest first.
+
+    :func:`evaluate` keeps only the numbers; to see *where* the worst masks
+    go wrong (:func:`skullstrip_lib.viz.worst_cases_figure`) their volumes are
+    needed again. Only these ``n`` subjects are loaded and predicted, all of
+    them kept in memory.
+
+    Parameters
+    ----------
+    %(model)s
+    index : pandas.DataFrame or path-like
+        The index (or its CSV) the scores were computed on.
+    scores : pandas.DataFrame
+        From :func:`evaluate` (``subject`` and ``dice`` are used).
+    n : int
+        How many subjects (>= 1); fewer when there are fewer scores.
+
+    Returns
+    -------
+    list of SubjectPrediction
+        In increasing order of Dice.
+
+    Examples
+    --------
+    The scores of two subjects, of which only the worse, a bright ball, is on
+    disk: it alone is loaded and predicted, here by a stand-in network (as in
+    :func:`evaluate`).
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 24.0 ** 2
+    >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
+    >>> nib.save(nib.Nifti1Image(ball * 1.0, np.diag([4.0, 4.0, 4.0, 1.0])), mask)
+    >>> index = pd.DataFrame({"subject": ["s0", "s1"], "t1w": ["gone.nii", scan],
+    ...                       "brainmask": ["gone.nii", mask]})
+    >>> scores = pd.DataFrame({"subject": ["s0", "s1"], "dice": [0.978, 0.927]})
+    >>> bright = BrainModel("bright", PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"),
+    ...                     run=lambda x: (x > 0).astype("float32"))
+    >>> [case] = worst_cases(bright, index, scores, n=1)
+    >>> case.subject, round(dice(case.mask, case.reference), 3)
+    ('s1', 0.927)
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    worst = scores.nsmallest(n, "dice")["subject"].astype(str)
+    index = select_split(index, None)
+    rows = index.set_index(index["subject"].astype(str)).loc[worst]
+    return list(predict_subjects(model, rows.reset_index(drop=True), split=None, progress=False))
 
 
 CALIBRATION_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.20, 0.751, 0.05))
@@ -223,9 +272,9 @@ def calibrate_threshold(
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.inference import BrainModel
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
-    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 28.0 ** 2  # mm
     >>> scan, mask = Path(tempfile.mkdtemp()) / "t1w.nii", Path(tempfile.mkdtemp()) / "mask.nii"
     >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), scan)
     >>> nib.save(nib.Nifti1Image(ball.astype("uint8"), np.diag([4.0, 4.0, 4.0, 1.0])), mask)

@@ -575,9 +575,10 @@ def predict_mask(scan: Scan, model: BrainModel, *,
     >>> import tempfile
     >>> import nibabel as nib
     >>> from skullstrip_lib.io import load_scan
-    >>> from skullstrip_lib.metrics import dice, sphere
+    >>> from skullstrip_lib.metrics import dice
     >>> from skullstrip_lib.preprocess import PreprocessConfig
-    >>> ball = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0)  # a bright ball, 4 mm voxels
+    >>> x, y, z = np.ogrid[:20, :24, :20]  # voxels of 4 mm
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 28.0 ** 2  # radius 28 mm
     >>> path = Path(tempfile.mkdtemp()) / "ball.nii.gz"
     >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0).astype("float32"),
     ...                          np.diag([4.0, 4.0, 4.0, 1.0])), path)

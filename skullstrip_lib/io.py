@@ -671,6 +671,24 @@ def load_mask(path: str | os.PathLike, scan: Scan) -> np.ndarray:
     InvalidInputError
         Any problem :func:`load_scan` reports, an all-zero mask, or a mask that
         does not match the scan (see :func:`check_mask`).
+
+    Examples
+    --------
+    A scan and its mask stored in LPS voxel order (2 mm): the mask's first
+    voxels on file (the subject's right, back) come back at the right and back
+    ends of the RAS grid, where the scan's voxels are too.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> lps = np.diag([-2.0, -2.0, 2.0, 1.0])
+    >>> scan_data = np.arange(120, dtype="float32").reshape(4, 5, 6)
+    >>> nib.save(nib.Nifti1Image(scan_data, lps), folder / "t1w.nii")
+    >>> mask = np.zeros((4, 5, 6), "uint8")
+    >>> mask[0, 0, :3] = 1
+    >>> nib.save(nib.Nifti1Image(mask, lps), folder / "mask.nii")
+    >>> ras = load_mask(folder / "mask.nii", load_scan(folder / "t1w.nii"))
+    >>> ras.dtype, ras.shape, np.argwhere(ras)[:, :2].tolist()
+    (dtype('bool'), (4, 5, 6), [[3, 4], [3, 4], [3, 4]])
     """
     mask = _load(Path(path), constant_ok=True, nonfinite_ok=False)  # a mask has no NaN
     if not mask.data.any():

@@ -34,7 +34,6 @@ __all__ = [
     "evaluate_masks",
     "hausdorff95",
     "iou",
-    "sphere",
     "surface_distances",
     "volume_difference",
 ]
@@ -295,41 +294,3 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray,
         "volume_ref_ml": ref_ml,
         "volume_diff_pct": 100.0 * diff / ref_ml if ref_ml else float("nan"),
     }
-
-
-def sphere(shape: Sequence[int], center: Sequence[float], radius: float,
-           spacing: float | Sequence[float] = 1.0) -> np.ndarray:
-    """A ball-shaped mask: the voxels whose centre lies within ``radius`` of ``center``.
-
-    Toy masks with known sizes and positions, to see what each metric reacts to.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        Array shape in voxels (any number of dimensions; 2D gives a disc).
-    center : sequence of float
-        Centre in voxel coordinates (one per axis; may fall between voxels).
-    radius : float
-        Radius in mm.
-    spacing : float or sequence of float
-        Voxel size in mm along each axis.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        Shape ``shape``.
-
-    Examples
-    --------
-    >>> int(sphere((5, 5), (2, 2), 1.0).sum())  # the centre and its 4 neighbours
-    5
-    >>> ball = sphere((64, 64, 64), (32, 32, 32), 20.0)
-    >>> round(float(ball.sum()) / (4 / 3 * np.pi * 20**3), 2)  # close to the true volume
-    1.0
-    """
-    shape = tuple(int(n) for n in shape)
-    spacing = _spacing(spacing, len(shape))
-    center = np.broadcast_to(np.asarray(center, dtype=float), (len(shape),))
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True))
-    return np.asarray(dist2 <= float(radius) ** 2)

@@ -484,41 +484,61 @@ def compare_masks(image: np.ndarray, reference: np.ndarray, predicted: np.ndarra
 
 
 
-@fill_doc
-def worst_cases_figure(model, index, scores, path: str | os.PathLike | None = None, *,
-                       n: int = 3):
-    """Three planes through the ``n`` lowest-Dice subjects: reference and prediction.
+def worst_cases_figure(cases: Sequence, scores, path: str | os.PathLike | None = None):
+    """Three planes through each of a few subjects: reference and prediction, one row each.
 
     The reference mask is outlined in green, the prediction in red (see
-    :func:`compare_masks`).
+    :func:`compare_masks`); each row is titled with the subject and its Dice.
+    Nothing is predicted here: :func:`skullstrip_lib.evaluate.worst_cases`
+    finds and predicts the lowest-Dice subjects of a scoring.
 
     Parameters
     ----------
-    %(model)s
-    index : pandas.DataFrame
-        The index the scores were computed on.
+    cases : sequence of SubjectPrediction
+        From :func:`skullstrip_lib.evaluate.worst_cases` (or
+        :func:`~skullstrip_lib.evaluate.predict_subjects`): their ``subject``,
+        ``scan`` (image and voxel size), ``reference`` and ``mask`` are drawn.
     scores : pandas.DataFrame
-        From :func:`skullstrip_lib.evaluate.evaluate` (``subject`` and ``dice``).
+        ``subject`` and ``dice`` of each case, e.g. from
+        :func:`skullstrip_lib.evaluate.evaluate`.
     path : path-like, optional
         Where to save the figure (PNG).
-    n : int
-        How many subjects.
 
     Returns
     -------
     matplotlib.figure.Figure
         Also saved to ``path`` when given.
-    """
-    from .evaluate import predict_subjects
 
+    Examples
+    --------
+    One stand-in case: a ball scan whose prediction is its reference moved one voxel.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> import pandas as pd
+    >>> from skullstrip_lib.evaluate import SubjectPrediction
+    >>> from skullstrip_lib.io import load_scan
+    >>> x, y, z = np.ogrid[:12, :12, :12]
+    >>> ball = (x - 6) ** 2 + (y - 6) ** 2 + (z - 6) ** 2 <= 16
+    >>> path = Path(tempfile.mkdtemp()) / "ball.nii"
+    >>> nib.save(nib.Nifti1Image(ball * 100.0, np.diag([2.0, 2.0, 2.0, 1.0])), path)
+    >>> case = SubjectPrediction("s0", load_scan(path), ball, np.roll(ball, 1, axis=0),
+    ...                          probability=None, grid=None)
+    >>> fig = worst_cases_figure([case], pd.DataFrame({"subject": ["s0"], "dice": [0.91]}))
+    >>> len(fig.axes)  # one row of three planes
+    3
+    >>> print(fig.axes[0].get_title())
+    s0: Dice 0.910
+    sagittal
+    """
+    if len(cases) == 0:
+        raise ValueError("no case to draw")
+    dice = scores.set_index(scores["subject"].astype(str))["dice"]
     plt = pyplot()
-    worst = scores.nsmallest(n, "dice").set_index("subject")["dice"]
-    rows = index.set_index("subject").loc[worst.index].reset_index()
-    fig, axes = plt.subplots(len(worst), 3, figsize=(12, 4 * len(worst)), squeeze=False)
-    predictions = predict_subjects(model, rows, split=None, progress=False)
-    for ax_row, p in zip(axes, predictions, strict=True):
+    fig, axes = plt.subplots(len(cases), 3, figsize=(12, 4 * len(cases)), squeeze=False)
+    for ax_row, p in zip(axes, cases, strict=True):
         compare_masks(p.scan.data, p.reference, p.mask, zooms=p.scan.zooms, axes=ax_row,
-                      title=f"{p.subject}: Dice {worst[p.subject]:.3f}")
+                      title=f"{p.subject}: Dice {dice[str(p.subject)]:.3f}")
     fig.tight_layout()
     if path is not None:
         with atomic_path(path, overwrite=True) as tmp:

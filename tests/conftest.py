@@ -62,6 +62,38 @@ def nfbs_standin(tmp_path_factory):
     return data, hashlib.md5(data).hexdigest(), [subject_id(i, 3) for i in range(6)]
 
 
+# --------------------------------------------------------------------------- a tiny training run
+TINY_TRAINING = {
+    "synth": [{"n": 6, "shape": [64, 64, 48], "voxel_size": [4.0, 4.0, 4.0]}],
+    "preprocess": {"shape": [24, 32, 40], "spacing": 6.0, "n4": "none",
+                   "normalization": "zscore"},
+    "base_filters": 4, "depth": 2, "batch_size": 2, "steps_per_epoch": 3,
+    "learning_rate": 1e-2, "workers": 1,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_settings():
+    """Settings of a training run that takes seconds on a CPU, for ``TrainConfig.from_dict``.
+
+    Six small synthetic heads (64x64x48 voxels of 4 mm) on a 6 mm model grid, a
+    two-level network of 4 filters, 3 steps of 2 heads an epoch. A copy: a test
+    may change it.
+    """
+    import copy
+
+    return copy.deepcopy(TINY_TRAINING)
+
+
+@pytest.fixture
+def tiny(tiny_settings):
+    """``tiny(**overrides)``: the tiny run's ``TrainConfig`` (sample profile), overridden."""
+    from skullstrip_lib.train import TrainConfig
+
+    return lambda **overrides: TrainConfig.from_dict({"profile": "sample", **tiny_settings,
+                                                      **overrides})
+
+
 # --------------------------------------------------------------------------- a local server
 # The server writes bodies in pieces and counts each piece the socket took. So that this
 # count says what the client read, not what the kernel's buffers swallowed on loopback (up

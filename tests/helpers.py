@@ -45,3 +45,31 @@ def write_head(tmp_path, name, **kwargs):
     path = tmp_path / f"{name}.nii.gz"
     nib.save(head.t1w, path)
     return path, np.asarray(head.brainmask.dataobj) > 0, head
+
+
+def drawn_at(ax):
+    """Where the brightest pixel of the panel's image lies, in axes fractions (x, y)."""
+    im = ax.images[0]
+    arr = np.asarray(im.get_array())
+    assert arr.max() > 10, "the marker is not in this slice"
+    row, col = np.unravel_index(np.argmax(arr), arr.shape)
+    left, right, bottom, top = im.get_extent()
+    x = left + (col + 0.5) * (right - left) / arr.shape[1]
+    y = bottom + (row + 0.5) * (top - bottom) / arr.shape[0]
+    return ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
+
+
+def orientation_letters(ax):
+    """Orientation letters of a panel: {edge: (letter, (x, y) in axes fractions)}."""
+    return {t.get_gid().split("-", 1)[1]: (t.get_text(), t.get_position()) for t in ax.texts
+            if (t.get_gid() or "").startswith("orientation-")}
+
+
+def ball(shape, centre, radius: float) -> np.ndarray:
+    """A ball mask on 1 mm voxels: the voxels whose centre lies within ``radius`` of ``centre``.
+
+    The pipeline's tests make their own; the chapters' is
+    ``skullstrip_lib.lessons.evaluation_lab.sphere``.
+    """
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2

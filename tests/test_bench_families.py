@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ball
 
 from skullstrip_lib.io import as_tuples
 from skullstrip_lib.train import REALISTIC_SYNTH, SAMPLE_SYNTH, TRAINING_PROFILES, TrainConfig
@@ -59,9 +60,7 @@ def test_missing_setting(bench):
 
 
 def test_score_mask_of_a_mask_against_itself(bench):
-    from skullstrip_lib.metrics import sphere
-
-    mask = sphere((20, 24, 16), (10, 12, 8), 6.0)
+    mask = ball((20, 24, 16), (10, 12, 8), 6.0)
     scores = bench.score_mask(mask, mask, (1.0, 1.2, 2.0))
     fp_share = scores.pop("fp_low_share")
     assert scores == {"dice": 1.0, "hd95_mm": 0.0, "volume_err_ml": 0.0, "dice_low": 1.0,
@@ -79,10 +78,8 @@ def test_score_mask_of_a_mask_against_itself(bench):
 def test_score_mask_finds_a_leak_below_the_brain(bench):
     # A leak under the brain (what real heads show through the skull base): the lowest
     # third's Dice drops, the others stay 1, and every false positive is counted low.
-    from skullstrip_lib.metrics import sphere
-
-    truth = sphere((30, 30, 40), (15, 15, 22), 9.0)
-    pred = truth | sphere((30, 30, 40), (15, 15, 10), 5.0)
+    truth = ball((30, 30, 40), (15, 15, 22), 9.0)
+    pred = truth | ball((30, 30, 40), (15, 15, 10), 5.0)
     # The grid's third axis points down (an "I" axis): "low" must follow the world.
     flip = np.diag([1.0, 1.0, -1.0, 1.0])
     scores = bench.score_mask(pred[:, :, ::-1], truth[:, :, ::-1], 1.0, flip)

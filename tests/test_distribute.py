@@ -16,7 +16,6 @@ import sys
 import keras
 import pandas as pd
 import pytest
-from test_train import TINY
 
 from skullstrip_lib.errors import DeviceError
 from skullstrip_lib.train import TrainConfig, check_device
@@ -30,7 +29,6 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras
 from skullstrip_lib.errors import DeviceError
-from skullstrip_lib.lessons.training_lab import interrupt_after
 from skullstrip_lib.train import TrainConfig, check_device, train
 
 settings, out = json.loads(sys.argv[1]), sys.argv[2]
@@ -55,6 +53,13 @@ class Look(keras.callbacks.Callback):
             report[self.name]["first_loss"] = float(logs["loss"])
 
 
+def ctrl_c(epoch, logs):
+    raise KeyboardInterrupt  # at the end of the first epoch, as a killed run would stop
+
+
+kill = keras.callbacks.LambdaCallback(on_epoch_end=ctrl_c)
+
+
 two = TrainConfig.from_dict({**settings, "devices": ["/cpu:0", "/cpu:1"]})
 one = TrainConfig.from_dict(settings)
 report["check"] = check_device(two)
@@ -66,7 +71,7 @@ except DeviceError as exc:
 train(two, f"{out}/two", progress=False, callbacks=[Look("two")])
 train(one, f"{out}/one", progress=False, callbacks=[Look("one")])
 try:
-    train(two, f"{out}/killed", progress=False, callbacks=[interrupt_after(1)])
+    train(two, f"{out}/killed", progress=False, callbacks=[kill])
 except KeyboardInterrupt:
     report["killed_log"] = open(f"{out}/killed/log.csv").read()
 train(TrainConfig(), f"{out}/killed", resume=True, progress=False, callbacks=[Look("resumed")])
@@ -76,10 +81,10 @@ with open(f"{out}/report.json", "w") as fh:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_settings):
     out = tmp_path_factory.mktemp("distribute")
     # 2 epochs x 2 steps; no dropout, so that one device and two see the same network.
-    settings = {**TINY, "epochs": 2, "steps_per_epoch": 2, "dropout": 0.0}
+    settings = {**tiny_settings, "epochs": 2, "steps_per_epoch": 2, "dropout": 0.0}
     env = {**os.environ, "SKULLSTRIP_DATA": str(out / "data"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(settings), str(out)],
                           env=env, capture_output=True, text=True, timeout=900)

@@ -10,7 +10,7 @@ import pytest
 
 from skullstrip_lib import inference
 from skullstrip_lib.datasets import index_dataset, write_index
-from skullstrip_lib.evaluate import evaluate, summarize
+from skullstrip_lib.evaluate import evaluate, summarize, worst_cases
 from skullstrip_lib.io import load_mask, load_scan
 from skullstrip_lib.metrics import dice
 from skullstrip_lib.viz import worst_cases_figure
@@ -34,20 +34,25 @@ def test_evaluate_scores_each_subject_in_native_space(small_dataset, tmp_path):
     table = summarize(scores)
     assert list(table.columns) == ["mean", "median", "worst"]
     assert table.loc["dice", "worst"] == scores["dice"].min()
-    fig = worst_cases_figure(model, index, scores, tmp_path / "worst.png", n=2)
+    cases = worst_cases(model, index, scores, n=2)
+    assert [p.subject for p in cases] == list(scores.nsmallest(2, "dice")["subject"])
+    assert [dice(p.mask, p.reference) for p in cases] == pytest.approx(
+        sorted(scores["dice"])[:2])
+    fig = worst_cases_figure(cases, scores, tmp_path / "worst.png")
     assert (tmp_path / "worst.png").stat().st_size > 10_000 and len(fig.axes) == 6
 
 
 def test_cli_evaluate(small_dataset, tmp_path):
     index = write_index(index_dataset(small_dataset, fractions=(0.5, 0.25, 0.25)),
                         tmp_path / "index.csv")
-    out = tmp_path / "metrics.csv"
+    out, figure = tmp_path / "metrics.csv", tmp_path / "worst.png"
     cmd = [sys.executable, "-m", "skullstrip_lib", "evaluate", "--data", str(index),
-           "--split", "test", "-o", str(out), "-q"]
+           "--split", "test", "-o", str(out), "--figure", str(figure), "-q"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "dice" in res.stdout and "median" in res.stdout
     assert len(pd.read_csv(out)) == 1
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the worst case, drawn
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 1 and "already exists" in res.stderr
 
@@ -57,12 +62,12 @@ def test_compare_masks_draws_both_outlines():
 
     matplotlib.use("Agg")
     import numpy as np
+    from helpers import ball
 
-    from skullstrip_lib.metrics import sphere
     from skullstrip_lib.viz import compare_masks
 
-    ref = sphere((40, 40, 40), (20, 20, 20), 10.0)
-    pred = sphere((40, 40, 40), (22, 20, 20), 10.0)
+    ref = ball((40, 40, 40), (20, 20, 20), 10.0)
+    pred = ball((40, 40, 40), (22, 20, 20), 10.0)
     fig = compare_masks(ref.astype(float), ref, pred, title="toy")
     assert len(fig.axes) == 3
     # Two contour sets per panel: the reference (green) and the prediction (red).

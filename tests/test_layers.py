@@ -202,6 +202,21 @@ def test_pipeline_never_imports_lessons():
                 f"{path.relative_to(ROOT)}:{line}: a pipeline module imports {target}")
 
 
+LESSON_IMPORT = re.compile(r"^\s*((from|import)\s+skullstrip_lib\.lessons\b"
+                           r"|from\s+skullstrip_lib\s+import\s+[^\n]*\blessons\b)", re.M)
+
+
+def test_pipeline_tests_never_import_lessons():
+    # tests/test_*.py test the pipeline with the pipeline alone (the lessons' tests are in
+    # tests/lessons/); the text is read, so a script a test runs in a subprocess counts too.
+    assert LESSON_IMPORT.search("x = 1\n    from skullstrip_lib.lessons.bias import f\n")
+    assert LESSON_IMPORT.search("from skullstrip_lib import io, lessons\n")
+    assert not LESSON_IMPORT.search("# the book's skullstrip_lib.lessons.bias, by hand\n")
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        found = LESSON_IMPORT.search(path.read_text())
+        assert not found, f"{path.relative_to(ROOT)}: {found.group(0).strip()}"
+
+
 def test_star_import_gives_every_pipeline_module():
     import skullstrip_lib
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import ball
 
 from skullstrip_lib import metrics
 
@@ -88,18 +89,11 @@ def test_shape_mismatch_and_bad_spacing():
         metrics.hausdorff95(cube(), cube(), spacing=(1, 0, 1))
 
 
-def test_sphere_known_sizes():
-    # A disc of radius 1 voxel: the centre and its four face neighbours.
-    assert metrics.sphere((5, 5), (2, 2), 1.0).sum() == 5
-    # Anisotropic voxels: 2 mm along the first axis, so only one neighbour each way fits in 2 mm.
-    line = metrics.sphere((9, 9, 9), (4, 4, 4), 2.0, spacing=(2.0, 1.0, 1.0))
-    assert line[3:6, 4, 4].all() and not line[2, 4, 4] and line[4, 2:7, 4].all()
-    ball = metrics.sphere((80, 80, 80), (40, 40, 40), 25.0)
-    assert ball.sum() == pytest.approx(4 / 3 * np.pi * 25**3, rel=0.01)
+def test_dice_of_two_balls_a_radius_apart():
     # Two balls of radius r whose centres are r apart overlap by 5/16 of a ball:
     # Dice = 5/16 exactly in the continuum.
-    a = metrics.sphere((120, 80, 80), (45, 40, 40), 25.0)
-    b = metrics.sphere((120, 80, 80), (70, 40, 40), 25.0)
+    a = ball((120, 80, 80), (45, 40, 40), 25.0)
+    b = ball((120, 80, 80), (70, 40, 40), 25.0)
     assert metrics.dice(a, b) == pytest.approx(5 / 16, abs=0.01)
 
 

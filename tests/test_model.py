@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from skullstrip_lib.errors import InvalidArgumentError
-from skullstrip_lib.lessons.training_lab import toy_volumes
 from skullstrip_lib.losses import DiceScore, dice_bce_loss
 from skullstrip_lib.model import (
     build_unet,
@@ -188,10 +187,19 @@ def test_export_onnx_refuses_mixed_precision(tmp_path):
 
 
 # --------------------------------------------------------------------------- it learns
+def blobs(seed: int = 0):
+    """Two 16^3 toy volumes and masks, shape (2, 16, 16, 16, 1): a bright ball in noise."""
+    rng = np.random.default_rng(seed)
+    i, j, k = np.ogrid[:16, :16, :16]
+    y = np.stack([(i - a) ** 2 + (j - b) ** 2 + (k - c) ** 2 <= r ** 2
+                  for a, b, c, r in ((7, 8, 6, 4.0), (9, 7, 9, 5.0))])[..., None]
+    return (y + 0.3 * rng.standard_normal(y.shape)).astype(np.float32), y.astype(np.float32)
+
+
 def test_tiny_network_overfits_blobs():
     keras.utils.set_random_seed(0)
 
-    x, y = toy_volumes(2)
+    x, y = blobs()
     model = build_unet((16, 16, 16, 1), base_filters=4, depth=2)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=dice_bce_loss,
                   metrics=[DiceScore()])

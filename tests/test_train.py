@@ -14,7 +14,6 @@ import yaml
 from skullstrip_lib import train as train_module
 from skullstrip_lib.data import AugmentConfig
 from skullstrip_lib.errors import DeviceError, InvalidArgumentError, SkullstripError
-from skullstrip_lib.lessons.training_lab import interrupt_after
 from skullstrip_lib.preprocess import PreprocessConfig
 from skullstrip_lib.train import (
     MEMORY_MARGIN,
@@ -29,14 +28,6 @@ from skullstrip_lib.train import (
 from skullstrip_lib.train import devices as train_devices
 from skullstrip_lib.train import fit as train_fit
 
-TINY = {
-    "synth": [{"n": 6, "shape": [64, 64, 48], "voxel_size": [4.0, 4.0, 4.0]}],
-    "preprocess": {"shape": [24, 32, 40], "spacing": 6.0, "n4": "none",
-                   "normalization": "zscore"},
-    "base_filters": 4, "depth": 2, "batch_size": 2, "steps_per_epoch": 3,
-    "learning_rate": 1e-2, "workers": 1,
-}
-
 
 @pytest.fixture
 def data_dir(tmp_path_factory, monkeypatch):
@@ -44,10 +35,6 @@ def data_dir(tmp_path_factory, monkeypatch):
     d = tmp_path_factory.getbasetemp() / "train_cache"
     monkeypatch.setenv("SKULLSTRIP_DATA", str(d))
     return d
-
-
-def tiny(**overrides) -> TrainConfig:
-    return TrainConfig.from_dict({"profile": "sample", **TINY, **overrides})
 
 
 def test_profiles_resolve():
@@ -63,7 +50,7 @@ def test_profiles_resolve():
         TrainConfig.from_dict({"colour": "blue"})
 
 
-def test_run_folder_and_falling_loss(tmp_path, data_dir):
+def test_run_folder_and_falling_loss(tmp_path, data_dir, tiny):
     run = train(tiny(epochs=4), tmp_path / "run", progress=False)
     for name in ("config.yaml", "log.csv", "best.keras", "last.keras", "tensorboard",
                  "export/model.onnx", "export/model.json"):
@@ -89,7 +76,7 @@ def test_run_folder_and_falling_loss(tmp_path, data_dir):
         train(tiny(), run, progress=False)
 
 
-def test_same_seed_same_weights(tmp_path, data_dir):
+def test_same_seed_same_weights(tmp_path, data_dir, tiny):
     import keras
 
     a = train(tiny(epochs=1, steps_per_epoch=2), tmp_path / "a", progress=False)
@@ -100,10 +87,17 @@ def test_same_seed_same_weights(tmp_path, data_dir):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
-def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_dir):
+def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_dir, tiny):
+    import keras
+
+    def ctrl_c(epoch, logs):  # at the end of the second epoch, as a killed run would stop
+        if epoch == 1:
+            raise KeyboardInterrupt
+
     run = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(epochs=4), run, progress=False, callbacks=[interrupt_after(2)])
+        train(tiny(epochs=4), run, progress=False,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=ctrl_c)])
     assert list(pd.read_csv(run / "log.csv")["epoch"]) == [0, 1]
     assert not (run / "export").exists()
     train(TrainConfig(), run, resume=True, progress=False)  # config comes from the run
@@ -114,7 +108,7 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_dir):
         train(tiny(), tmp_path / "never", resume=True, progress=False)
 
 
-def test_training_leaves_no_global_state(tmp_path, data_dir):
+def test_training_leaves_no_global_state(tmp_path, data_dir, tiny):
     # Mixed precision (as on a GPU) is scoped to the run: Keras' global policy is restored
     # even when the fit fails, as float16 pooling does on a CPU.
     import keras
@@ -167,7 +161,7 @@ def test_overfits_one_synthetic_subject(tmp_path):
     assert dice(model.predict(x, verbose=0)[0, ..., 0] > 0.5, y[0, ..., 0] > 0) >= 0.9
 
 
-def test_export_refuses_to_overwrite(tmp_path, data_dir):
+def test_export_refuses_to_overwrite(tmp_path, data_dir, tiny):
     run = train(tiny(epochs=1, steps_per_epoch=1), tmp_path / "r", progress=False)
     with pytest.raises(SkullstripError, match="already holds a model"):
         export_run(run, overwrite=False)
@@ -229,7 +223,7 @@ NO_GPU = ("no GPU: the full profile needs one (on Colab: Runtime > Change runtim
 
 @pytest.mark.skipif(not _no_gpu(), reason="checks the refusal on a machine without a GPU")
 def test_full_profile_without_a_gpu_stops_before_the_data(tmp_path, data_dir, monkeypatch,
-                                                          capsys):
+                                                          capsys, tiny):
     from skullstrip_lib.cli import main
 
     prepared = []
@@ -367,7 +361,7 @@ def steps_seen():
 
 
 def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, monkeypatch,
-                                                            capsys):
+                                                            capsys, tiny):
     """The full profile's path, rehearsed on the CPU with small settings and allow_cpu."""
     from skullstrip_lib.model import build_unet, training_memory
 
@@ -425,7 +419,7 @@ def test_batch_for_a_t4_counts_group_norms_float32_copies():
     assert train_module.epoch_steps(config, 3) == 22  # 64 volumes an epoch at batch 4: 66
 
 
-def test_out_of_memory_at_batch_one_stops(tmp_path, data_dir):
+def test_out_of_memory_at_batch_one_stops(tmp_path, data_dir, tiny):
     import keras
     import tensorflow as tf
 
@@ -462,7 +456,7 @@ def test_plot_history_marks_the_best_epoch():
 
 
 
-def test_cli_export_calibrates_on_the_runs_validation_heads(tmp_path, data_dir, capsys):
+def test_cli_export_calibrates_on_the_runs_validation_heads(tmp_path, data_dir, capsys, tiny):
     from skullstrip_lib.cli import main
     from skullstrip_lib.evaluate import CALIBRATION_THRESHOLDS, training_split
     from skullstrip_lib.inference import load_model
@@ -502,7 +496,7 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_read_config_refuses_in_one_line_naming_the_file(tmp_path, case, monkeypatch):
+def test_read_config_refuses_in_one_line_naming_the_file(tmp_path, case, monkeypatch, tiny):
     from skullstrip_lib.errors import InvalidInputError
     from skullstrip_lib.train import read_config
 
@@ -521,7 +515,7 @@ def test_read_config_refuses_in_one_line_naming_the_file(tmp_path, case, monkeyp
         export_run(tmp_path)
 
 
-def test_bad_data_leaves_no_run_folder(tmp_path, data_dir):
+def test_bad_data_leaves_no_run_folder(tmp_path, data_dir, tiny):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     run_dir = tmp_path / "runs" / "r"
@@ -531,7 +525,7 @@ def test_bad_data_leaves_no_run_folder(tmp_path, data_dir):
         assert not run_dir.exists()
 
 
-def test_run_that_fails_before_training_leaves_no_folder(tmp_path, data_dir, small_dataset):
+def test_run_that_fails_before_training_leaves_no_folder(tmp_path, data_dir, small_dataset, tiny):
     # The index is fine, a scan in it is not: preprocessing fails after config.yaml was
     # written. The run folder goes again, so the retry (with the scan fixed) can start.
     from skullstrip_lib.datasets import index_dataset, write_index

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 import pytest
+from helpers import drawn_at, orientation_letters
 
 from skullstrip_lib import viz
 
@@ -41,29 +41,11 @@ def _marked_volume(shape=(20, 24, 16)):
     return image
 
 
-def _drawn_at(ax):
-    """Where the brightest pixel of the panel's image lies, in axes fractions (x, y)."""
-    im = ax.images[0]
-    arr = np.asarray(im.get_array())
-    assert arr.max() > 10, "the marker is not in this slice"
-    row, col = np.unravel_index(np.argmax(arr), arr.shape)
-    left, right, bottom, top = im.get_extent()
-    x = left + (col + 0.5) * (right - left) / arr.shape[1]
-    y = bottom + (row + 0.5) * (top - bottom) / arr.shape[0]
-    return ax.transAxes.inverted().transform(ax.transData.transform((x, y)))
-
-
-def _letters(ax):
-    """Orientation letters of a panel: {edge: (letter, (x, y) in axes fractions)}."""
-    return {t.get_gid().split("-", 1)[1]: (t.get_text(), t.get_position()) for t in ax.texts
-            if (t.get_gid() or "").startswith("orientation-")}
-
-
 def _check(ax, horizontal, vertical):
     """The marker is drawn on the side of the `horizontal` and `vertical` letters."""
-    letters = _letters(ax)
+    letters = orientation_letters(ax)
     assert set(letters) == {"left", "right", "bottom", "top"}
-    x, y = _drawn_at(ax)
+    x, y = drawn_at(ax)
     side_x = "right" if x > 0.5 else "left"
     side_y = "top" if y > 0.5 else "bottom"
     assert letters[side_x][0] == horizontal, (letters, x)
@@ -98,7 +80,7 @@ def test_show_planes_letters_are_on_the_marker_side():
     viz.pyplot().close(fig)
 
 
-def test_compare_masks_and_montage_carry_the_letters():
+def test_compare_masks_and_montage_carry_theorientation_letters():
     image = _marked_volume()
     mask = image > 0.5
     fig = viz.compare_masks(image, mask, mask, cut=MARKER)
@@ -112,25 +94,3 @@ def test_compare_masks_and_montage_carry_the_letters():
         fig = viz.montage([image], [around], plane=plane)
         _check(fig.axes[0], *EXPECTED[plane])
         viz.pyplot().close(fig)
-
-
-def test_mask_convention_figure_labels_its_radiological_coronal(tmp_path):
-    from skullstrip_lib.lessons import dataset_tour
-
-    shape = (40, 48, 40)
-    image = np.zeros(shape, np.float32)
-    image[4:-4, 4:-4, 4:-4] = 1.0
-    mask = np.zeros(shape, np.uint8)
-    mask[8:-8, 8:-8, 10:-8] = 1
-    marker = (30, 23, 12)  # the subject's right, in the coronal slice through the lowest mask part
-    image[marker] = 50.0
-    affine = np.eye(4)
-    nib.save(nib.Nifti1Image(image, affine), tmp_path / "t1w.nii.gz")
-    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
-    fig = dataset_tour.mask_convention_figure(tmp_path / "t1w.nii.gz", tmp_path / "mask.nii.gz")
-    sag, _, cor = fig.axes
-    assert [_letters(sag)[e][0] for e in ("left", "right")] == ["P", "A"]
-    # The coronal panel is mirrored (radiological): R on the left, where the marker is drawn.
-    assert [_letters(cor)[e][0] for e in ("left", "right", "bottom", "top")] == ["R", "L", "I", "S"]
-    assert _drawn_at(cor)[0] < 0.5
-    viz.pyplot().close(fig)

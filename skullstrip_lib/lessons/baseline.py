@@ -155,7 +155,8 @@ def classical_brain_mask(data: np.ndarray, zooms: Sequence[float] = (1.0, 1.0, 1
     A ball of "brain" (1000) inside a dark ring (skull, 50) inside a grey shell
     (scalp, 600) is found, and the scalp is not:
 
-    >>> from skullstrip_lib.metrics import dice, sphere
+    >>> from skullstrip_lib.lessons.evaluation_lab import sphere
+    >>> from skullstrip_lib.metrics import dice
     >>> shape = (48, 48, 48)
     >>> data = np.where(sphere(shape, (24, 24, 24), 21), 600.0, 0.0)
     >>> data[sphere(shape, (24, 24, 24), 17)] = 50.0

@@ -592,7 +592,7 @@ def check_pairing(func: Callable[[list[str]], Any], *, strict: bool = False,
 # --------------------------------------------------------------------------- chapter 3
 def _two_tissue_ball(shape: tuple[int, int, int] = (24, 24, 20)
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     centre = [(n - 1) / 2 for n in shape]
     head = sphere(shape, centre, 9.0)
@@ -880,8 +880,8 @@ def check_zscore(func: Callable[[np.ndarray, np.ndarray], np.ndarray], *,
     ...
     True
     """
-    from ..metrics import sphere
     from ..preprocess import normalize_intensity
+    from .evaluation_lab import sphere
 
     rng = np.random.default_rng(5)
     shape = (30, 30, 30)
@@ -1252,7 +1252,7 @@ def _random_balls(rng: np.random.Generator, size: int, min_radius: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Two balls in a ``size``^3 grid: centres in its middle third, radii from *min_radius*
     to ``size / 3`` voxels (a pair of masks for the unseen cases)."""
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     def ball() -> np.ndarray:
         return sphere((size,) * 3, rng.uniform(size / 3, 2 * size / 3, 3),
@@ -1281,7 +1281,7 @@ def check_dice(func: Callable[[np.ndarray, np.ndarray], float], *,
     ...
     True
     """
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     shape = (12, 12, 12)
     a = _cube(shape, (2, 2, 2), (6, 6, 6))        # 64 voxels
@@ -1472,7 +1472,7 @@ def check_postprocess(func: Callable[[np.ndarray], np.ndarray], *,
     True
     """
     from ..inference import postprocess_mask
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     shape = (32, 32, 32)
     brain = sphere(shape, (14, 15, 16), 9.0)
@@ -1650,7 +1650,7 @@ def _onion(shape: tuple[int, int, int] = (48, 48, 48), *, bridge: bool = False,
     with a brain-bright rod 4 mm thick through the skull (what erosion must cut);
     ``ventricle`` puts a dark ball in the brain (what hole filling must give back).
     """
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     r_brain, r_skull, r_scalp = radii
     v_brain, v_dark, v_scalp = values

@@ -1,8 +1,12 @@
-"""Where and on what to score: three spaces, seen subjects, probability maps (chapters 8, 9)."""
+"""Where and on what to score: test balls, three spaces, seen subjects, probability maps.
+
+For chapters 8 and 9.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +21,55 @@ from ..metrics import evaluate_masks
 from ..preprocess import ModelGrid, from_model_grid, to_model_grid
 
 
-def evaluate_spaces(
-    model: str | os.PathLike | BrainModel,
-    index: pd.DataFrame | str | os.PathLike,
-    *,
-    split: str | None = "test",
-    progress: bool = True,
-) -> pd.DataFrame:
+def sphere(shape: Sequence[int], center: Sequence[float], radius: float,
+           spacing: float | Sequence[float] = 1.0) -> np.ndarray:
+    """A ball-shaped mask: the voxels whose centre lies within ``radius`` of ``center``.
+
+    Toy masks with known sizes and positions, to see what each metric of
+    :mod:`skullstrip_lib.metrics` reacts to (chapter 8) and to check a
+    student's version of one (:mod:`~skullstrip_lib.lessons.checks`).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Array shape in voxels (any number of dimensions; 2D gives a disc).
+    center : sequence of float
+        Centre in voxel coordinates (one per axis; may fall between voxels).
+    radius : float
+        Radius in mm.
+    spacing : float or sequence of float
+        Voxel size in mm along each axis.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        Shape ``shape``.
+
+    Examples
+    --------
+    >>> int(sphere((5, 5), (2, 2), 1.0).sum())  # the centre and its 4 neighbours
+    5
+    >>> ball = sphere((64, 64, 64), (32, 32, 32), 20.0)
+    >>> round(float(ball.sum()) / (4 / 3 * np.pi * 20**3), 2)  # close to the true volume
+    1.0
+    """
+    shape = tuple(int(n) for n in shape)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (len(shape),))
+    if np.any(spacing <= 0):
+        raise ValueError(f"voxel spacing must be positive, got {tuple(spacing)}")
+    center = np.broadcast_to(np.asarray(center, dtype=float), (len(shape),))
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True))
+    return np.asarray(dist2 <= float(radius) ** 2)
+
+
+@fill_doc
+def evaluate_spaces(model: str | os.PathLike | BrainModel,
+                    index: pd.DataFrame | str | os.PathLike, *,
+                    split: str | None = "test", progress: bool = True) -> pd.DataFrame:
     """Score each subject three ways: in native space, on the model grid, and the grid's ceiling.
 
-    One prediction per subject gives
+    One prediction per subject (:func:`skullstrip_lib.evaluate.predict_subjects`) gives
 
     * ``"native"``: the mask :func:`skullstrip_lib.inference.predict_mask`
       writes, against the original mask on the scan's own grid (what
@@ -43,16 +86,14 @@ def evaluate_spaces(
 
     Parameters
     ----------
-    model, index, split, progress
-        As for :func:`skullstrip_lib.evaluate.predict_subjects`.
+    %(subjects)s
 
     Returns
     -------
-    pandas.DataFrame
-        Three rows per subject: ``subject``, ``space`` and the columns of
-        :func:`evaluate` (``dice``, ``iou``, ``hd95_mm``, ``volume_diff_ml``,
-        ``volume_ref_ml``, ``volume_diff_pct``); distances and volumes in mm
-        and mL on each space's own voxel size.
+    scores : pandas.DataFrame
+        The scores of :func:`skullstrip_lib.evaluate.evaluate` (``dice``, ``iou``,
+        ``hd95_mm``, ...) with a ``space`` column: three rows per subject;
+        distances and volumes in mm and mL on each space's own voxel size.
 
     Examples
     --------
@@ -61,7 +102,6 @@ def evaluate_spaces(
 
     >>> import tempfile
     >>> import nibabel as nib
-    >>> from skullstrip_lib.metrics import sphere
     >>> from skullstrip_lib.preprocess import PreprocessConfig
     >>> ball, folder = sphere((20, 24, 20), (10, 12, 10), 28.0, 4.0), Path(tempfile.mkdtemp())
     >>> for name, data in {"t1w": np.where(ball, 90.0, 10.0), "brainmask": ball * 1.0}.items():
@@ -183,6 +223,16 @@ def seen_subjects(model: str | os.PathLike | BrainModel, n: int = 2, *,
         ``n`` subjects of the training split: from the model's own index when it
         was trained on one (e.g. NFBS), otherwise its synthetic heads made again
         byte for byte (:func:`training_heads`, first group).
+
+    Examples
+    --------
+    The bundled model was trained on synthetic heads: the first of them, made
+    again (one full-size head, seconds):
+
+    >>> import tempfile
+    >>> seen_subjects("default", 1, data_dir=tempfile.mkdtemp())[["subject", "split"]]
+         subject  split
+    0  A91000000  train
     """
     from ..datasets import index_dataset, read_index
 
@@ -231,6 +281,16 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
     -------
     pandas.DataFrame
         An index (``subject``, ``t1w``, ``brainmask``, ``brain``, ``split``).
+
+    Examples
+    --------
+    The sample profile: one sample head (full size, a few seconds), a seed the
+    bundled model never trained on:
+
+    >>> import tempfile
+    >>> held_out_subjects("default", "sample", 1, data_dir=tempfile.mkdtemp())[["subject", "split"]]
+         subject split
+    0  A90000000  test
     """
     from ..errors import MissingFileError
     from .notebook import load_subjects, resolve_profile

@@ -64,7 +64,7 @@ def round_trip_mask(mask: np.ndarray, grid: ModelGrid,
     --------
     A ball of radius 15 mm, to a 2 mm grid and back: each way loses some of its edge.
 
-    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.lessons.evaluation_lab import sphere
     >>> from skullstrip_lib.preprocess import fit_model_grid
     >>> ball = sphere((40, 40, 40), (20, 20, 20), 15.0, 1.0)  # 1 mm voxels
     >>> grid = fit_model_grid(np.eye(4), ball.shape, ball, shape=(16, 16, 16), spacing=2.0)
@@ -217,7 +217,7 @@ def compare_zoomed(volumes: Sequence[np.ndarray], affines: Sequence[np.ndarray],
 
     Examples
     --------
-    >>> from skullstrip_lib.metrics import sphere
+    >>> from skullstrip_lib.lessons.evaluation_lab import sphere
     >>> ball = sphere((40, 40, 40), (20, 20, 20), 15.0, 1.0).astype("float32")
     >>> coarse = np.diag([2.0, 2.0, 2.0, 1.0])  # every other voxel: 2 mm
     >>> fig = compare_zoomed([ball, ball[::2, ::2, ::2]], [np.eye(4), coarse],

@@ -593,6 +593,15 @@ def load_tissue_maps(*, scalp: bool = True) -> TissueMaps:
     TissueMaps
         Arrays of shape (197, 233, 189) at 1 mm, RAS voxel order. Takes a few
         seconds (nilearn import and three gzip'ed templates).
+
+    Examples
+    --------
+    >>> maps = load_tissue_maps(scalp=False)
+    >>> sorted(maps.fractions), maps.fractions["gm"].shape, maps.zooms
+    (['csf', 'gm', 'wm'], (197, 233, 189), (1.0, 1.0, 1.0))
+    >>> total = sum(maps.fractions.values())  # partial volumes: at most one tissue in all
+    >>> bool(total.max() <= 1.0 + 1e-6)
+    True
     """
     from nilearn import datasets
     from scipy import ndimage as ndi

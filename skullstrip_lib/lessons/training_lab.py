@@ -91,7 +91,7 @@ def toy_ball(shape: tuple[int, int, int] = (64, 64, 64), fraction: float = 0.1):
     """
     import numpy as np
 
-    from ..metrics import sphere
+    from .evaluation_lab import sphere
 
     if not 0 < fraction <= 0.5:
         raise ValueError(f"fraction must be in (0, 0.5], got {fraction!r}")
@@ -184,6 +184,15 @@ def toy_volumes(n: int, size: int = 16, seed: int = 0):
     (numpy.ndarray, numpy.ndarray)
         Images and masks, float32, shape ``(n, size, size, size, 1)``; the image
         is the mask plus Gaussian noise of standard deviation 0.3.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, y = toy_volumes(2, size=12)
+    >>> x.shape, x.dtype.name, np.unique(y).tolist()
+    ((2, 12, 12, 12, 1), 'float32', [0.0, 1.0])
+    >>> round(float((x - y).std()), 1)  # the noise
+    0.3
     """
     import numpy as np
 
@@ -234,6 +243,17 @@ def learning_rate_sweep(rates=(1e-3, 1e-2, 1e-1), *, epochs: int = 40, n: int = 
     pandas.DataFrame
         Columns ``learning_rate``, ``epoch`` (0-based), ``loss`` and ``dice``
         (training Dice of the thresholded masks), one row per rate and epoch.
+
+    Examples
+    --------
+    Two rates, three steps each, on one 12^3 volume (seconds, mostly Keras
+    building the network):
+
+    >>> sweep = learning_rate_sweep((1e-3, 1e-1), epochs=3, n=1, size=12)
+    >>> sweep.groupby("learning_rate").size().to_dict()
+    {0.001: 3, 0.1: 3}
+    >>> list(sweep.columns)
+    ['learning_rate', 'epoch', 'loss', 'dice']
     """
     import keras
 
@@ -280,6 +300,16 @@ def adam_first_step(rates=(1e-3, 1e-2, 1e-1), *, n: int = 2, size: int = 16,
         ``weight_rms`` (root mean square of the initial kernel), ``step_rms``
         (of the change made by the step) and ``ratio`` (``step_rms /
         weight_rms``).
+
+    Examples
+    --------
+    Adam's first step moves each weight by at most about the rate (exactly
+    ``rate * g / (|g| + epsilon)``), so no kernel moves by more than 0.01 on
+    average at a rate of 0.01:
+
+    >>> steps = adam_first_step((0.01,), n=1, size=12)
+    >>> bool(steps["step_rms"].max() <= 0.01 + 1e-6), bool((steps["ratio"] > 0).all())
+    (True, True)
     """
     import keras
     import numpy as np
@@ -339,7 +369,33 @@ def score_on_grid(models: dict, tfrecord_dir: str | os.PathLike,
     Raises
     ------
     SkullstripError
-        A model expects another grid than the TFRecords hold.
+        A model expects another grid (its ``config.shape``) than the TFRecords
+        hold (their manifest's ``shape``).
+
+    Examples
+    --------
+    One validation volume, a 16^3 box that serves as image and mask, and two
+    stand-in networks: one that finds the box, one that calls everything brain.
+
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> from skullstrip_lib.data import write_tfrecords
+    >>> from skullstrip_lib.inference import BrainModel
+    >>> from skullstrip_lib.preprocess import PreprocessConfig
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> box = np.zeros((16, 16, 16), "float32")
+    >>> box[4:12, 4:12, 4:12] = 1  # 512 of 4096 voxels
+    >>> nib.save(nib.Nifti1Image(box, np.eye(4)), folder / "s0.nii.gz")
+    >>> table = pd.DataFrame({"subject": ["s0"], "split": ["val"],
+    ...                       "t1w": [folder / "s0.nii.gz"], "brainmask": [folder / "s0.nii.gz"]})
+    >>> _ = write_tfrecords(table, folder / "records", progress=False)
+    >>> config = PreprocessConfig(shape=(16, 16, 16))
+    >>> models = {"box": BrainModel("box", config, run=lambda x: (x > 0.5).astype("float32")),
+    ...           "everything": BrainModel("everything", config, run=np.ones_like)}
+    >>> score_on_grid(models, folder / "records").round(3).to_dict("index")  # Dice by subject
+    {'s0': {'box': 1.0, 'everything': 0.222}}
     """
     from ..data import load_split, read_manifest
     from ..metrics import dice

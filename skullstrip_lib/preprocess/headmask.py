@@ -39,6 +39,20 @@ def head_mask(data: np.ndarray, zooms: Sequence[float] = (1.0, 1.0, 1.0)) -> np.
     ------
     ValueError
         Nothing stands out from the background.
+
+    Examples
+    --------
+    A bright ball (a "head" of radius 30 mm on 2 mm voxels) with a dark hole
+    inside and a bright speck in the air: the hole is filled, the speck dropped.
+
+    >>> x, y, z = np.ogrid[:40, :40, :40]
+    >>> r2 = (x - 20) ** 2 + (y - 20) ** 2 + (z - 20) ** 2  # squared distance, voxels
+    >>> data = np.where(r2 <= 15**2, 100.0, 0.0)
+    >>> data[r2 <= 5**2] = 0.0  # a dark "ventricle"
+    >>> data[2:4, 2:4, 2:4] = 100.0  # the speck
+    >>> mask = head_mask(data, (2.0, 2.0, 2.0))
+    >>> bool(mask[20, 20, 20]), bool(mask[2, 2, 2]), bool(mask[r2 <= 15**2].all())
+    (True, False, True)
     """
     step = tuple(max(1, round(2.0 / z)) for z in zooms)
     small = np.ascontiguousarray(data[:: step[0], :: step[1], :: step[2]], dtype=np.float32)

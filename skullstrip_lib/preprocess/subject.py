@@ -277,6 +277,23 @@ def prepare_input(scan: Scan,
     InvalidInputError
         No head stands out from the background, or none the grid can be placed
         on. The message names the file.
+
+    Examples
+    --------
+    A bright ball on 4 mm voxels, onto a 24x32x24 grid of 4 mm: normalised
+    inside the head (mean 0, standard deviation 1 there).
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skullstrip_lib.io import load_scan
+    >>> x, y, z = np.ogrid[:20, :24, :20]
+    >>> ball = 16 * ((x - 10) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) <= 28.0**2  # radius 28 mm
+    >>> path = Path(tempfile.mkdtemp()) / "ball.nii"
+    >>> nib.save(nib.Nifti1Image(np.where(ball, 100.0, 5.0), np.diag([4.0, 4.0, 4.0, 1.0])), path)
+    >>> image, grid = prepare_input(load_scan(path),
+    ...                             PreprocessConfig(shape=(24, 32, 24), spacing=4.0, n4="none"))
+    >>> image.shape, image.dtype.name, grid.source_shape
+    ((24, 32, 24), 'float32', (20, 24, 20))
     """
     config = config or PreprocessConfig()
     background = float(scan.background)

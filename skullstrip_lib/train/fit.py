@@ -155,6 +155,18 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
         out of memory even at one volume per device.
     SkullstripError
         The run folder exists (without ``resume``), or there is no run to resume.
+
+    Examples
+    --------
+    Not run as a doctest: it prepares its data under the user's data folder
+    (``$SKULLSTRIP_DATA``, else ``~/skullstrip_data``), which an example may not
+    touch, and trains for minutes; ``tests/test_train.py`` runs tiny
+    configurations on a temporary data folder.
+
+    >>> from skullstrip_lib.train import resolve_config
+    >>> run = train(resolve_config("sample"), "runs/sample", progress=False)  # doctest: +SKIP
+    >>> sorted(p.name for p in (run / "export").iterdir())  # doctest: +SKIP
+    ['config.yaml', 'model.json', 'model.onnx', 'split.csv']
     """
     run_dir = Path(run_dir)
     if resume:

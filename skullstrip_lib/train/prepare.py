@@ -72,6 +72,17 @@ def prepare_data(config: TrainConfig, *, progress: bool = True) -> Path:
     -------
     pathlib.Path
         The folder with ``train.tfrecord``, ``val.tfrecord``, ``test.tfrecord``.
+
+    Examples
+    --------
+    Not run as a doctest: it writes its cache under the user's data folder
+    (``$SKULLSTRIP_DATA``, else ``~/skullstrip_data``), which an example may not
+    touch; ``tests/test_train.py`` runs it on a temporary data folder.
+
+    >>> from skullstrip_lib.train import resolve_config
+    >>> tf_dir = prepare_data(resolve_config("sample"), progress=False)  # doctest: +SKIP
+    >>> sorted(p.name for p in tf_dir.iterdir())  # doctest: +SKIP
+    ['manifest.json', 'test.tfrecord', 'train.tfrecord', 'val.tfrecord']
     """
 
     from ..data import write_tfrecords

@@ -286,12 +286,12 @@ def test_nbgrader_grades_a_number_from_the_chapters_data(tmp_path, monkeypatch):
     nb.cells = [
         new_md("# 1. A chapter"),
         new_code("import numpy as np\n\nfrom skullstrip_lib import metrics\n"
-                 "from skullstrip_lib.lessons import checks"),
+                 "from skullstrip_lib.lessons import checks, evaluation_lab"),
         new_md("## A section\n\nSee {term}`Dice`."),
         new_md("```{exercise}\n:label: ex-1-shift\nHow much Dice does a 2-voxel shift cost?\n```"),
         new_md("```{solution-start} ex-1-shift\n:class: dropdown\n```"),
-        new_code("ref = metrics.sphere((40, 40, 40), (20, 20, 20), 10.0)\n"
-                 "shifted = metrics.sphere((40, 40, 40), (22, 20, 20), 10.0)"),
+        new_code("ref = evaluation_lab.sphere((40, 40, 40), (20, 20, 20), 10.0)\n"
+                 "shifted = evaluation_lab.sphere((40, 40, 40), (22, 20, 20), 10.0)"),
         new_md("About 0.9: the overlap lost is $3s/4r$ of the ball.\n\n```{solution-end}\n```"),
         new_md("```{exercise}\n:label: ex-1-build-dice\nWrite my_dice.\n```"),
         new_code("def my_dice(pred, ref):\n    raise NotImplementedError('yours')",
@@ -322,8 +322,9 @@ def test_nbgrader_grades_a_number_from_the_chapters_data(tmp_path, monkeypatch):
     assert raw_myst(text) == []
     dice = ("def my_dice(pred, ref):\n    total = pred.sum() + ref.sum()\n"
             "    return 1.0 if total == 0 else 2.0 * (pred & ref).sum() / total")
-    computed = ("a = metrics.sphere((40, 40, 40), (20, 20, 20), 10.0)\n"
-                "shift_dice = metrics.dice(metrics.sphere((40, 40, 40), (22, 20, 20), 10.0), a)")
+    computed = ("a = evaluation_lab.sphere((40, 40, 40), (20, 20, 20), 10.0)\n"
+                "b = evaluation_lab.sphere((40, 40, 40), (22, 20, 20), 10.0)\n"
+                "shift_dice = metrics.dice(b, a)")
     _submit(course, "01_chapter", release, {
         "computed": {"ex-1-shift-answer": computed, "ex-1-build-dice-answer": dice},
         "guessed": {"ex-1-shift-answer": "shift_dice = 0.94", "ex-1-build-dice-answer": dice},

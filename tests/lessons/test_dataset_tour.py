@@ -5,11 +5,12 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import SORTED_IDS, write_tiny_nfbs
+from helpers import SORTED_IDS, drawn_at, orientation_letters, write_tiny_nfbs
 
 from skullstrip_lib import datasets as ds
 from skullstrip_lib.errors import InvalidInputError, MissingFileError
 from skullstrip_lib.lessons import dataset_tour as tour
+from skullstrip_lib.viz import pyplot
 
 
 def test_folder_tree_draws_every_entry_with_sizes(tmp_path):
@@ -115,3 +116,24 @@ def test_mask_convention_figure_marks_the_brainstem_cut(tmp_path):
     assert line.get_ydata()[0] == lowest
     # Every panel outlines the mask.
     assert all(ax.collections for ax in fig.axes)
+
+
+def test_mask_convention_figure_labels_its_radiological_coronal(tmp_path):
+    shape = (40, 48, 40)
+    image = np.zeros(shape, np.float32)
+    image[4:-4, 4:-4, 4:-4] = 1.0
+    mask = np.zeros(shape, np.uint8)
+    mask[8:-8, 8:-8, 10:-8] = 1
+    marker = (30, 23, 12)  # the subject's right, in the coronal slice through the lowest mask part
+    image[marker] = 50.0
+    affine = np.eye(4)
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "t1w.nii.gz")
+    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+    fig = tour.mask_convention_figure(tmp_path / "t1w.nii.gz", tmp_path / "mask.nii.gz")
+    sag, _, cor = fig.axes
+    assert [orientation_letters(sag)[e][0] for e in ("left", "right")] == ["P", "A"]
+    # The coronal panel is mirrored (radiological): R on the left, where the marker is drawn.
+    edges = ("left", "right", "bottom", "top")
+    assert [orientation_letters(cor)[e][0] for e in edges] == ["R", "L", "I", "S"]
+    assert drawn_at(cor)[0] < 0.5
+    pyplot().close(fig)

@@ -129,3 +129,15 @@ def test_probability_map_thresholds_to_the_raw_mask(tmp_path):
     np.testing.assert_allclose(grid.affine, grid2.affine)
     np.testing.assert_array_equal(inference.postprocess_mask(prob >= model.threshold), mask)
     assert dice(prob >= 0.5, ref) > 0.9
+
+
+def test_sphere_known_sizes():
+    # A disc of radius 1 voxel: the centre and its four face neighbours.
+    assert evaluation_lab.sphere((5, 5), (2, 2), 1.0).sum() == 5
+    # Anisotropic voxels: 2 mm along the first axis, so only one neighbour each way fits in 2 mm.
+    line = evaluation_lab.sphere((9, 9, 9), (4, 4, 4), 2.0, spacing=(2.0, 1.0, 1.0))
+    assert line[3:6, 4, 4].all() and not line[2, 4, 4] and line[4, 2:7, 4].all()
+    ball = evaluation_lab.sphere((80, 80, 80), (40, 40, 40), 25.0)
+    assert ball.sum() == pytest.approx(4 / 3 * np.pi * 25**3, rel=0.01)
+    with pytest.raises(ValueError, match="spacing"):
+        evaluation_lab.sphere((5, 5), (2, 2), 1.0, spacing=(1.0, 0.0))
