@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -392,7 +393,12 @@ def student_run(config: TrainConfig | None = None, *, data_dir: str | os.PathLik
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        with _data_dir_set(data_dir):
+        with _data_dir_set(data_dir), warnings.catch_warnings():
+            # Keras's and tf2onnx's routine notes (the finite validation set ran out, as it
+            # should; NumPy's np.object probe): chapter 7 silences the same ones.
+            warnings.filterwarnings("ignore", message=".*ran out of data")
+            warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed")
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
             train(config, work, progress=progress)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
