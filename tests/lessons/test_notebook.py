@@ -236,3 +236,15 @@ def test_student_run_trained_once_reused_and_never_half(tmp_path, capsys, monkey
     with pytest.raises(SkullstripError, match="half: not a finished training run"):
         notebook.keep_student_run(half, data_dir=tmp_path)
     assert half.is_dir() and (folder / "marker").exists()
+
+
+@needs_default
+def test_models_to_compare_in_the_full_profile(tmp_path):
+    # The full profile's chapter model is already the student's (chapter 7's NFBS run): the
+    # bundled model is loaded beside it; with no NFBS run there is nothing to compare.
+    mine = inference.load_model("default")  # stands in for chapter 7's exported run
+    pair = notebook.models_to_compare(mine, "full", data_dir=tmp_path)
+    assert list(pair) == ["bundled", "yours"] and pair["yours"] is mine
+    assert pair["bundled"].name == "default" and pair["bundled"] is not mine
+    with pytest.raises(MissingFileError, match="run chapter 7 in the full profile"):
+        notebook.student_model("full", data_dir=tmp_path)
