@@ -1,12 +1,16 @@
 """The book's chapters: their structure, and every one executed in the sample profile.
 
 Each notebook runs top to bottom with papermill (``profile = "sample"``) in its
-own empty data folder, so a broken chapter fails CI. The structure tests check
+own empty data folder, so a broken chapter fails CI; chapters 7-10 share one thing,
+the folder of training runs, so that chapter 7's sample run is trained once and
+chapters 8-10 score it (alone, each trains it itself). The structure tests check
 the skeleton every chapter follows (see the README's "Writing a chapter").
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from pathlib import Path
 
@@ -99,19 +103,62 @@ def test_exercise_labels_unique():
     assert len(labels) == len(set(labels))
 
 
+# Chapter 7 trains the student's sample run and keeps it in the data folder's runs/;
+# chapters 8-10 score it. In the tests they share that folder (and only it), so that the
+# run is trained once per session, by chapter 7 or by the first of 8-10 that needs it.
+STUDENT_RUN_CHAPTERS = ("07", "08", "09", "10")
+
+
+def _shared_runs(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one folder for all of this session's workers
+        base = base.parent
+    runs = base / "student-runs"
+    runs.mkdir(exist_ok=True)
+    return runs
+
+
+@contextlib.contextmanager
+def _student_run_made_once(chapter: str, data: Path, tmp_path_factory):
+    """Link data/runs to the session's shared runs; hold a lock while this chapter may train.
+
+    Chapter 7 always trains (its resume demonstration), so it holds the lock; chapters
+    8-10 hold it only when the run is not there yet (then they train it, and the others
+    wait for it instead of training it again).
+    """
+    import fcntl
+
+    from skullstrip_lib.lessons import notebook
+    from skullstrip_lib.train import resolve_config
+
+    runs = _shared_runs(tmp_path_factory)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "runs").symlink_to(runs, target_is_directory=True)
+    kept = notebook.student_run_dir(resolve_config("sample"), data_dir=data)
+    with open(runs.parent / "student-runs.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if chapter != "07" and notebook.finished_run(kept):
+            fcntl.flock(lock, fcntl.LOCK_UN)  # there already: nothing to wait for
+        yield
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch):
+def test_chapter_runs_in_sample_profile(path, tmp_path, monkeypatch, tmp_path_factory):
     import papermill
 
     monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SKULLSTRIP_PROFILE", "sample")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     out = tmp_path / path.name
-    papermill.execute_notebook(path, out, parameters={"profile": "sample"},
-                               cwd=str(path.parent), kernel_name="python3",
-                               execution_timeout=900,
-                               progress_bar=False, log_output=False)
+    chapter = path.stem[:2]
+    shared = (_student_run_made_once(chapter, tmp_path / "data", tmp_path_factory)
+              if chapter in STUDENT_RUN_CHAPTERS else contextlib.nullcontext())
+    with shared:
+        papermill.execute_notebook(path, out, parameters={"profile": "sample"},
+                                   cwd=str(path.parent), kernel_name="python3",
+                                   execution_timeout=900,
+                                   progress_bar=False, log_output=False)
     executed = nbformat.read(out, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code"
               for o in c.outputs if o.output_type == "error"]

@@ -13,20 +13,30 @@ package: it is ``tools/bookbuild/`` in the repository.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .. import __version__
 from .._docs import fill_doc
 from ..errors import InvalidArgumentError, MissingFileError, SkullstripError
 from ..inference import MODEL_FILE, BrainModel, load_model
 from ..io import settings_key
 from ..validate import check_choice, check_optional_int
 
-__all__ = ["BOOK_PROFILES", "in_colab", "keep_data_on_drive", "load_subjects", "print_config",
-           "resolve_model", "resolve_profile", "source"]
+if TYPE_CHECKING:  # TensorFlow is imported when a training configuration is made
+    from ..train import TrainConfig
+
+__all__ = ["BOOK_PROFILES", "finished_run", "in_colab", "keep_data_on_drive", "keep_student_run",
+           "load_subjects", "models_to_compare", "print_config", "resolve_model",
+           "resolve_profile", "source", "student_model", "student_run", "student_run_dir"]
 
 BOOK_PROFILES = ("sample", "full")
 
@@ -241,6 +251,229 @@ def no_model_message(runs: Path) -> str:
         message += (". The data folder is on Google Drive: open chapter 7 from its badge, keep "
                     "keep_on_drive ticked, and run it to the end (about an hour on a T4)")
     return message
+
+
+# --------------------------------------------------------------- the student's run (chapter 7)
+# Chapter 7 trains a model in the sample profile; chapters 8-10 score it beside the bundled one.
+# Every chapter must also run alone (a fresh Colab VM, a test running one chapter), so the run
+# is kept in the data folder under a name made from its configuration: a chapter asks for the
+# run of a configuration, finds it if chapter 7 (or another chapter) made it, and trains it
+# otherwise, once. A changed configuration, or another library version, gets another folder.
+
+
+def student_run_dir(config: TrainConfig, *, data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder where the run of *config* is kept: ``<data dir>/runs/ch07-<profile>-<key>``.
+
+    The key is a hash of the whole configuration (``config.to_dict()``) and of
+    the library's version: the same configuration always names the same folder,
+    and a changed one (another seed, more epochs) never finds a run made for
+    the old one.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skullstrip_lib.train import resolve_config
+    >>> folder = student_run_dir(resolve_config("sample"), data_dir=tempfile.mkdtemp())
+    >>> folder.parent.name, folder.name.startswith("ch07-sample-")
+    ('runs', True)
+    >>> folder == student_run_dir(resolve_config("sample", epochs=2), data_dir=folder.parents[1])
+    False
+    """
+    from ..datasets import get_data_dir
+
+    key = settings_key(config.to_dict(), __version__)
+    return get_data_dir(data_dir) / "runs" / f"ch07-{config.profile}-{key}"
+
+
+def finished_run(run_dir: str | os.PathLike) -> bool:
+    """True when *run_dir* is a training run that finished: configuration, summary and export.
+
+    A run stopped before its end has no ``summary.json`` and no ``export/``
+    (:func:`skullstrip_lib.train.train` writes both last), so it is never taken
+    for a finished one.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> finished_run(tempfile.mkdtemp())
+    False
+    """
+    run_dir = Path(run_dir)
+    return all((run_dir / name).is_file() for name in
+               ("config.yaml", "summary.json", f"export/{MODEL_FILE}", "export/model.onnx"))
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    # Move a finished folder into place; an earlier one of that name is moved aside first and
+    # then deleted, so that the name never holds half of a run.
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    source.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _data_dir_set(data_dir: str | os.PathLike | None) -> Iterator[None]:
+    # train.train caches its data in $SKULLSTRIP_DATA: point it at data_dir while it runs.
+    if data_dir is None:
+        yield
+        return
+    before = os.environ.get("SKULLSTRIP_DATA")
+    os.environ["SKULLSTRIP_DATA"] = str(data_dir)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SKULLSTRIP_DATA", None)
+        else:
+            os.environ["SKULLSTRIP_DATA"] = before
+
+
+@fill_doc
+def keep_student_run(run_dir: str | os.PathLike, *,
+                     data_dir: str | os.PathLike | None = None) -> Path:
+    """Move chapter 7's finished run to the folder of its configuration, for chapters 8-10.
+
+    The run becomes :func:`student_run_dir` of its own ``config.yaml``; an
+    earlier run of the same configuration there is replaced by this one.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A finished run (:func:`finished_run`).
+    %(data_dir)s
+
+    Returns
+    -------
+    pathlib.Path
+        Where the run now is.
+
+    Raises
+    ------
+    SkullstripError
+        *run_dir* is not a finished run (nothing is moved).
+    """
+    from ..train import read_config
+
+    run_dir = Path(run_dir)
+    if not finished_run(run_dir):
+        raise SkullstripError(f"{run_dir}: not a finished training run (no summary.json and "
+                              f"export/): finish it first (train.train(..., resume=True))")
+    target = student_run_dir(read_config(run_dir / "config.yaml"), data_dir=data_dir)
+    if run_dir.resolve() != target.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _replace_folder(run_dir, target)
+    return target
+
+
+@fill_doc
+def student_run(config: TrainConfig | None = None, *, data_dir: str | os.PathLike | None = None,
+                progress: bool = False) -> Path:
+    """Chapter 7's run of *config*: the one kept in the data folder, else trained here, once.
+
+    Chapters 8-10 call it to score the student's own model. When chapter 7 ran
+    with the same configuration in the same data folder, its run is there
+    (:func:`keep_student_run`); otherwise (a chapter run alone, a fresh Colab
+    machine) the run is trained now, exactly as chapter 7 trains it, with a
+    printed line saying so, into a temporary folder that is moved into place
+    only when it has finished: a killed training leaves nothing that would be
+    taken for a run.
+
+    Parameters
+    ----------
+    config : TrainConfig or None
+        None: chapter 7's sample-profile run, ``train.resolve_config("sample")``
+        (its profile's own 8 epochs of 10 steps; about 2 minutes on 2 CPU cores).
+    %(data_dir)s
+    progress : bool
+        Progress bars while training.
+
+    Returns
+    -------
+    pathlib.Path
+        The finished run folder (:func:`student_run_dir`).
+    """
+    from ..train import resolve_config, train
+
+    config = config if config is not None else resolve_config("sample")
+    target = student_run_dir(config, data_dir=data_dir)
+    if finished_run(target):
+        return target
+    print(f"chapter 7's run of this configuration is not in {target.parent}: training it here, "
+          f"as chapter 7 does ({config.epochs} epochs of {config.steps_per_epoch} steps, "
+          f"{config.profile} profile)", flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with _data_dir_set(data_dir), warnings.catch_warnings():
+            # Keras's and tf2onnx's routine notes (the finite validation set ran out, as it
+            # should; NumPy's np.object probe): chapter 7 silences the same ones.
+            warnings.filterwarnings("ignore", message=".*ran out of data")
+            warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed")
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+            train(config, work, progress=progress)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _replace_folder(work, target)
+    return target
+
+
+@fill_doc
+def student_model(profile: str = "sample", *, data_dir: str | os.PathLike | None = None,
+                  progress: bool = False) -> BrainModel:
+    """The model the student trained in chapter 7, loaded.
+
+    Parameters
+    ----------
+    profile : {"sample", "full"}
+        ``"sample"``: chapter 7's sample run (:func:`student_run`; trained here
+        if it is not in the data folder). ``"full"``: chapter 7's NFBS run
+        (:func:`resolve_model`, which stops if there is none).
+    %(data_dir)s
+    progress : bool
+        Progress bars, if it has to be trained.
+
+    Returns
+    -------
+    BrainModel
+    """
+    if resolve_profile(profile) == "full":
+        return resolve_model(None, "full", data_dir=data_dir)
+    return load_model(student_run(data_dir=data_dir, progress=progress) / "export")
+
+
+@fill_doc
+def models_to_compare(model: BrainModel, profile: str = "sample", *,
+                      data_dir: str | os.PathLike | None = None,
+                      progress: bool = False) -> dict[str, BrainModel]:
+    """The bundled model and the student's chapter 7 model, for a chapter to score side by side.
+
+    Parameters
+    ----------
+    model : BrainModel
+        The chapter's model (:func:`resolve_model`): the bundled one in the
+        sample profile, chapter 7's NFBS run in the full profile.
+    profile : {"sample", "full"}
+        In the sample profile the student's model is chapter 7's sample run
+        (:func:`student_model`); in the full profile it is *model* itself, and
+        the bundled ``"default"`` model is loaded beside it.
+    %(data_dir)s
+    progress : bool
+        Progress bars, if the student's run has to be trained.
+
+    Returns
+    -------
+    dict of str to BrainModel
+        ``{"bundled": ..., "yours": ...}``.
+    """
+    if resolve_profile(profile) == "full":
+        return {"bundled": load_model("default"), "yours": model}
+    return {"bundled": model, "yours": student_model("sample", data_dir=data_dir,
+                                                     progress=progress)}
 
 
 def keep_data_on_drive(folder: str = "skullstrip_data", *,

@@ -177,3 +177,90 @@ def test_source_excerpt():
         notebook.source(metrics.dice, start="not in there")
     with pytest.raises(ValueError, match="contains 'nor this'"):
         notebook.source(metrics.dice, stop="nor this")
+
+
+# A training configuration that trains in seconds (tests/test_train.py's tiny one, 1 epoch).
+TINY_RUN = {
+    "profile": "sample", "epochs": 1,
+    "synth": [{"n": 6, "shape": [64, 64, 48], "voxel_size": [4.0, 4.0, 4.0]}],
+    "preprocess": {"shape": [24, 32, 40], "spacing": 6.0, "n4": "none", "normalization": "zscore"},
+    "base_filters": 4, "depth": 2, "batch_size": 2, "steps_per_epoch": 3,
+    "learning_rate": 1e-2, "workers": 1,
+}
+
+
+def test_student_run_folder_is_keyed_by_the_configuration(tmp_path):
+    from skullstrip_lib.train import TrainConfig, resolve_config
+
+    config = TrainConfig.from_dict(TINY_RUN)
+    folder = notebook.student_run_dir(config, data_dir=tmp_path)
+    assert folder.parent == tmp_path / "runs" and folder.name.startswith("ch07-sample-")
+    # The same configuration, made again, names the same folder; any change, another one.
+    assert notebook.student_run_dir(TrainConfig.from_dict(config.to_dict()),
+                                    data_dir=tmp_path) == folder
+    changed = [TrainConfig.from_dict({**TINY_RUN, **change}) for change in
+               ({"epochs": 2}, {"seed": 1}, {"learning_rate": 2e-2}, {"synth_seed": 101})]
+    assert len({notebook.student_run_dir(c, data_dir=tmp_path) for c in changed} - {folder}) == 4
+    # Chapter 7's sample run (what chapters 8-10 ask for) is the profile's own configuration.
+    sample = notebook.student_run_dir(resolve_config("sample"), data_dir=tmp_path)
+    assert sample == notebook.student_run_dir(resolve_config("sample", epochs=None),
+                                              data_dir=tmp_path)
+    assert sample != notebook.student_run_dir(resolve_config("sample", epochs=3),
+                                              data_dir=tmp_path)
+
+
+def test_student_run_trained_once_reused_and_never_half(tmp_path, capsys, monkeypatch):
+    import os
+    import shutil
+
+    from skullstrip_lib.train import TrainConfig
+
+    monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "elsewhere"))
+    config = TrainConfig.from_dict(TINY_RUN)
+    folder = notebook.student_run_dir(config, data_dir=tmp_path)
+    # Not there: trained here, with a line saying so, and moved into place when finished.
+    assert notebook.student_run(config, data_dir=tmp_path) == folder
+    assert "training it here" in capsys.readouterr().out
+    assert notebook.finished_run(folder)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]  # nothing left over
+    # Its data were cached in data_dir, and $SKULLSTRIP_DATA is as it was.
+    assert (tmp_path / "cache").is_dir() and not (tmp_path / "elsewhere" / "cache").exists()
+    assert os.environ["SKULLSTRIP_DATA"] == str(tmp_path / "elsewhere")
+    # There: reused, not trained again.
+    made = (folder / "export" / "model.onnx").stat().st_mtime_ns
+    assert notebook.student_run(config, data_dir=tmp_path) == folder
+    assert capsys.readouterr().out == ""
+    assert (folder / "export" / "model.onnx").stat().st_mtime_ns == made
+    # An incomplete run under that name (no export: stopped before its end) is not reused.
+    shutil.rmtree(folder / "export")
+    (folder / "summary.json").unlink()
+    assert not notebook.finished_run(folder)
+    assert notebook.student_run(config, data_dir=tmp_path) == folder
+    assert "training it here" in capsys.readouterr().out and notebook.finished_run(folder)
+    assert inference.load_model(folder / "export").config.shape == (24, 32, 40)
+    # Chapter 7 keeps its own finished run under its configuration's name, replacing an
+    # earlier one; an unfinished run is refused and nothing moves.
+    mine = tmp_path / "runs" / "ch07-demo"
+    shutil.copytree(folder, mine)
+    (mine / "marker").write_text("chapter 7's")
+    assert notebook.keep_student_run(mine, data_dir=tmp_path) == folder
+    assert not mine.exists() and (folder / "marker").read_text() == "chapter 7's"
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]
+    half = tmp_path / "runs" / "half"
+    shutil.copytree(folder, half)
+    shutil.rmtree(half / "export")
+    with pytest.raises(SkullstripError, match="half: not a finished training run"):
+        notebook.keep_student_run(half, data_dir=tmp_path)
+    assert half.is_dir() and (folder / "marker").exists()
+
+
+@needs_default
+def test_models_to_compare_in_the_full_profile(tmp_path):
+    # The full profile's chapter model is already the student's (chapter 7's NFBS run): the
+    # bundled model is loaded beside it; with no NFBS run there is nothing to compare.
+    mine = inference.load_model("default")  # stands in for chapter 7's exported run
+    pair = notebook.models_to_compare(mine, "full", data_dir=tmp_path)
+    assert list(pair) == ["bundled", "yours"] and pair["yours"] is mine
+    assert pair["bundled"].name == "default" and pair["bundled"] is not mine
+    with pytest.raises(MissingFileError, match="run chapter 7 in the full profile"):
+        notebook.student_model("full", data_dir=tmp_path)
