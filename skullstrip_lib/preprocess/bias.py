@@ -306,6 +306,16 @@ def n4_ants(
     SkullstripError
         ANTs is not installed (``N4BiasFieldCorrection`` not on ``PATH``) or the
         program failed.
+
+    Examples
+    --------
+    Skipped here: it runs ANTs' program, which this package does not install
+    (``tests/test_preprocess.py`` runs it where ANTs is on ``PATH``; without it,
+    :func:`n4_ants_command` shows the command).
+
+    >>> n4_ants("sub-01_T1w.nii.gz", "sub-01_n4.nii.gz",
+    ...         mask_file="sub-01_head.nii.gz")  # doctest: +SKIP
+    PosixPath('/.../sub-01_n4.nii.gz')
     """
     if shutil.which("N4BiasFieldCorrection") is None:
         raise SkullstripError(
@@ -368,6 +378,20 @@ convergence_threshold, spline_distance_mm
     -------
     str
         ``N4BiasFieldCorrection --bspline-fitting [ 200 ] -d 3 --input-image ...``
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import nibabel as nib
+    >>> import numpy as np
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> scan = nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4))
+    >>> nib.save(scan, folder / "t1w.nii.gz")
+    >>> command = n4_ants_command(folder / "t1w.nii.gz", folder / "n4.nii.gz", shrink_factor=2)
+    >>> command.split()[:5]
+    ['N4BiasFieldCorrection', '--bspline-fitting', '[', '200', ']']
+    >>> command.endswith("--shrink-factor 2"), "--convergence [ 50x50x50x50, 0.001 ]" in command
+    (True, True)
     """
     try:
         call = inspect.signature(n4_ants).bind(in_file, out_file, **options)
