@@ -24,12 +24,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-CONFIGS = {
-    # name: (model grid, base filters, depth, batch size)
-    "sample": ((48, 64, 80), 8, 3, 2),
-    "default": ((48, 64, 80), 8, 4, 2),
-    "full": ((96, 128, 160), 16, 4, 4),
-}
+CONFIGS = ("sample", "default", "full")
+"""The training profiles measured (:data:`skullstrip_lib.train.TRAINING_PROFILES`)."""
+
+
+def _profile(name: str) -> tuple[tuple[int, int, int], int, int, int]:
+    """A profile's model grid, base filters, depth and batch size, read from the library."""
+    from skullstrip_lib.train import resolve_config
+
+    config = resolve_config(name)
+    return (tuple(config.preprocess.shape), config.base_filters, config.depth,
+            config.batch_size)
 
 
 def _fake_records(shape, n: int, out: Path) -> Path:
@@ -66,7 +71,7 @@ def bench(name: str, steps: int, work: Path) -> dict:
     from skullstrip_lib.model import build_unet
     from skullstrip_lib.train import precision_policy
 
-    shape, base, depth, batch = CONFIGS[name]
+    shape, base, depth, batch = _profile(name)
     folder = work / name
     folder.mkdir()
     tf_dir = _fake_records(shape, max(2 * batch, 4), folder)
@@ -102,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=["sample", "default", "full"],
-                        choices=list(CONFIGS))
+                        choices=CONFIGS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:

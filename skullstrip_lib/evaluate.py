@@ -424,16 +424,18 @@ def training_split(model: str | os.PathLike | BrainModel) -> pd.Series:
     ------
     MissingFileError
         Nothing beside the model records its split (e.g. a model trained on
-        synthetic heads, or made elsewhere), or its training index is gone.
+        synthetic heads without its ``split.csv``, or made elsewhere), or its
+        training index is gone.
 
     Examples
     --------
-    The bundled model never saw an index, so it has no split to keep:
+    The bundled model keeps the split of its 104 synthetic training heads:
 
-    >>> training_split("default")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    skullstrip_lib.errors.MissingFileError: default: trained on synthetic heads, not on an index...
+    >>> split = training_split("default")
+    >>> split.value_counts().to_dict()
+    {'train': 73, 'val': 16, 'test': 15}
+    >>> split.index[0], split.iloc[0]  # subject A91 + seed 100's group 0, head 0
+    ('A91000000', 'train')
     """
     from .datasets import index_dataset, read_index
     from .errors import MissingFileError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -93,7 +94,9 @@ def model_trained_on(tmp_path):
 
     def make(index_csv):
         folder = tmp_path / "runs" / "trained" / "export"
-        shutil.copytree(bundled_models()["default"], folder, dirs_exist_ok=True)
+        # The network alone: the bundled split.csv names its synthetic heads, not the index.
+        shutil.copytree(bundled_models()["default"], folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("split.csv"))
         config = resolve_config("full", data=str(index_csv))
         (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
         return folder
@@ -137,8 +140,15 @@ def test_training_split_needs_a_record(tmp_path, model_trained_on):
     from skullstrip_lib.errors import MissingFileError
     from skullstrip_lib.evaluate import training_split
 
+    # A model trained on synthetic heads whose split.csv is not beside it.
+    from skullstrip_lib.inference import bundled_models
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.onnx", "model.json", "config.yaml"):
+        shutil.copy(bundled_models()["default"] / name, bare / name)
     with pytest.raises(MissingFileError, match="synthetic heads"):
-        training_split("default")
+        training_split(bare)
     model = model_trained_on(tmp_path / "gone.csv")
     with pytest.raises(MissingFileError, match="gone.csv: the index"):
         training_split(model)

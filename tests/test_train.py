@@ -123,6 +123,24 @@ def test_training_leaves_no_global_state(tmp_path, data_dir, tiny):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
+def test_make_default_model_reproduces_the_bundled_recipe():
+    # `make default-model` trains the default profile: every setting of the bundled
+    # model's run (heads, seeds, network, schedule, preprocessing) must be the profile's,
+    # so that the command makes it again.
+    from skullstrip_lib.inference import bundled_models, load_model
+    from skullstrip_lib.train import REALISTIC_SYNTH, read_config
+
+    folder = bundled_models()["default"]
+    assert read_config(folder / "config.yaml") == resolve_config("default")
+    assert resolve_config("default").synth == REALISTIC_SYNTH
+    meta = load_model("default").meta
+    assert (meta["network"]["base_filters"], meta["network"]["depth"]) == (12, 4)
+    assert meta["network"]["parameters"] == 837_157
+    assert meta["training"]["seed"] == 0 and meta["training"]["epochs"] == 100
+    split = (folder / "split.csv").read_text().splitlines()
+    assert len(split) == 1 + sum(group["n"] for group in REALISTIC_SYNTH)  # 104 heads
+
+
 def test_config_round_trips_through_yaml_with_typed_parts():
     config = resolve_config("default", epochs=3)
     assert isinstance(config.preprocess, PreprocessConfig)

@@ -89,7 +89,7 @@ def drift_sweep(
     >>> scores[["condition", "dice"]].round(2)
         condition  dice
     0       clean  0.98
-    1  noise 40 %  0.59
+    1  noise 40 %  0.69
     """
     from tqdm.auto import tqdm
 

@@ -299,8 +299,12 @@ def held_out_subjects(model: str | os.PathLike | BrainModel, profile: str = "sam
         index = load_subjects("sample", n or 4, data_dir=data_dir, progress=progress)
         return index.assign(split="test")
     try:
-        split = training_split(model)
+        # A model trained on synthetic heads (the bundled one) never saw an NFBS subject:
+        # its split names synthetic heads.
+        split = None if training_config(model).data is None else training_split(model)
     except MissingFileError:  # no split stored with the model: every NFBS subject is unseen
+        split = None
+    if split is None:
         return load_subjects("full", n, data_dir=data_dir, progress=progress).assign(split="test")
     held = unseen_subjects(load_subjects("full", len(split), data_dir=data_dir,
                                          progress=progress), model)

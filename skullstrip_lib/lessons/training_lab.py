@@ -47,12 +47,13 @@ def describe_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     Examples
     --------
     The bundled model's folder is a run's ``export/``: of its entries only
-    ``config.yaml`` also stands at a run's top level, so only it is explained.
+    ``config.yaml`` and ``split.csv`` also stand at a run's top level, so only they
+    are explained.
 
     >>> from skullstrip_lib.inference import bundled_models
     >>> table = describe_run(bundled_models()["default"])
     >>> list(table["entry"]), list(table["what"] != "")
-    (['config.yaml', 'model.json', 'model.onnx'], [True, False, False])
+    (['config.yaml', 'model.json', 'model.onnx', 'split.csv'], [True, False, False, True])
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -82,14 +82,17 @@ def test_resolve_model_uses_the_nfbs_run_or_stops(tmp_path):
         notebook.resolve_model(None, "full", data_dir=tmp_path)
     assert notebook.resolve_model("default", "full", data_dir=tmp_path).name == "default"
     older = tmp_path / "runs" / "ch07-full-x1y2" / "export"  # an earlier edition's run folder
-    shutil.copytree(inference.bundled_models()["default"], older)
+    shutil.copytree(inference.bundled_models()["default"], older,
+                    ignore=shutil.ignore_patterns("split.csv"))  # its synthetic heads
     assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(older)
     chapter7 = tmp_path / "runs" / "ch07-full" / "export"  # chapter 7's stable run folder
-    shutil.copytree(inference.bundled_models()["default"], chapter7)
+    shutil.copytree(inference.bundled_models()["default"], chapter7,
+                    ignore=shutil.ignore_patterns("split.csv"))  # its synthetic heads
     assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(chapter7)
     assert notebook.resolve_model(None, "sample", data_dir=tmp_path).name == "default"
     export = tmp_path / "runs" / "full" / "export"  # runs/full wins over chapter 7's runs
-    shutil.copytree(inference.bundled_models()["default"], export)
+    shutil.copytree(inference.bundled_models()["default"], export,
+                    ignore=shutil.ignore_patterns("split.csv"))  # its synthetic heads
     assert notebook.resolve_model(None, "full", data_dir=tmp_path).name == str(export)
     # A run folder given explicitly means its export; a BrainModel passes through.
     assert notebook.resolve_model(tmp_path / "runs" / "full").name == str(export)
