@@ -343,19 +343,24 @@ def out_of_memory_once(epoch: int):
 
 
 def steps_seen():
-    """A callback counting each epoch's finished steps (of the attempt that finished it)."""
+    """A callback counting each epoch's finished steps (of the attempt that finished it),
+    and the optimizer's step count and learning rate at each epoch's end."""
     import keras
 
     class StepsSeen(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.steps = {}
+            self.steps, self.iterations, self.rates = {}, {}, {}
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.steps[epoch] = epoch, 0
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps[self.epoch] += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.iterations[epoch] = int(self.model.optimizer.iterations)
+            self.rates[epoch] = float(self.model.optimizer.learning_rate)
 
     return StepsSeen()
 
@@ -383,6 +388,11 @@ def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, 
     # 2 steps of 4 volumes configured: every epoch sees 8 volumes, 4 steps at batch 2, then
     # 8 at batch 1.
     assert seen.steps == {0: 4, 1: 8, 2: 8}
+    # The cosine schedule spans 3 x 8 steps after the fall-back, and the restored step count
+    # is moved to the same share of the run (1 epoch of 3: step 8, not the 4 taken at batch
+    # 2), so the learning rate ends at the schedule's floor, 5 % of the start.
+    assert seen.iterations == {0: 4, 1: 16, 2: 24}
+    assert seen.rates[2] == pytest.approx(0.05 * config.learning_rate, rel=1e-5)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["batch_size"] == 1 and summary["replicas"] == 1
     assert summary["steps_per_epoch"] == 8 and summary["volumes_per_epoch"] == 8
