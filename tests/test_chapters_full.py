@@ -80,13 +80,13 @@ def test_every_chapter_runs_in_the_full_profile(tmp_path, server, monkeypatch):
     (tmp_path / "seconds.json").write_text(json.dumps(seconds))
 
 
-@pytest.mark.notebook
 def _gpus() -> list:
     import tensorflow as tf
 
     return tf.config.list_physical_devices("GPU")
 
 
+@pytest.mark.notebook
 @pytest.mark.skipif(bool(_gpus()), reason="checks the stop on a machine without a GPU")
 def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monkeypatch):
     """Chapter 7's Colab edition, full profile, no GPU, allow_cpu off (issue 17, item 3).
@@ -112,3 +112,36 @@ def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monke
                                         "Change runtime type > GPU)")
     assert server.requests == []  # nothing was downloaded, not even asked for
     assert not (tmp_path / "data" / "NFBS_Dataset").exists()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", ["08_evaluation", "09_stripping_a_new_scan", "10_data_drift",
+                                  "11_classical_baseline"])
+def test_chapters_after_7_without_its_run_say_what_to_do(stem, tmp_path, server, monkeypatch):
+    """Chapters 8-11's Colab editions, full profile, before chapter 7 has run (issue 17, item 4).
+
+    Each stops at its model, with the message that names chapter 7's run folder (on
+    Colab it adds: tick keep_on_drive in chapter 7 and here; tests/lessons/test_notebook.py),
+    before it downloads anything: no fall-back to the bundled synthetic-head model.
+    """
+    import papermill
+
+    from skullstrip_lib.lessons.notebook import no_model_message
+
+    body = b"not fetched" * 1000
+    url = server.serve("/NFBS_Dataset.tar.gz", body)
+    monkeypatch.setenv("SKULLSTRIP_NFBS_URL", url)
+    monkeypatch.setenv("SKULLSTRIP_NFBS_HASH", f"md5:{hashlib.md5(body).hexdigest()}")
+    monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    path = ROOT / "colab" / f"{stem}.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as stop:
+        papermill.execute_notebook(path, tmp_path / path.name, parameters={"profile": "full"},
+                                   cwd=str(tmp_path), kernel_name="python3",
+                                   execution_timeout=600, progress_bar=False, log_output=False)
+    runs = tmp_path / "data" / "runs"
+    assert stop.value.ename == "MissingFileError"
+    assert stop.value.evalue == f"{runs}: {no_model_message(runs)}"
+    assert f"its run lands in {runs / 'ch07-full'}" in stop.value.evalue
+    assert server.requests == []  # nothing was downloaded, not even asked for
+    assert not runs.exists() and not (tmp_path / "data" / "NFBS_Dataset").exists()

@@ -361,19 +361,24 @@ def out_of_memory_once(epoch: int):
 
 
 def steps_seen():
-    """A callback counting each epoch's finished steps (of the attempt that finished it)."""
+    """A callback counting each epoch's finished steps (of the attempt that finished it),
+    and the optimizer's step count and learning rate at each epoch's end."""
     import keras
 
     class StepsSeen(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.steps = {}
+            self.steps, self.iterations, self.rates = {}, {}, {}
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.steps[epoch] = epoch, 0
 
         def on_train_batch_end(self, batch, logs=None):
             self.steps[self.epoch] += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.iterations[epoch] = int(self.model.optimizer.iterations)
+            self.rates[epoch] = float(self.model.optimizer.learning_rate)
 
     return StepsSeen()
 
@@ -401,6 +406,11 @@ def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, 
     # 2 steps of 4 volumes configured: every epoch sees 8 volumes, 4 steps at batch 2, then
     # 8 at batch 1.
     assert seen.steps == {0: 4, 1: 8, 2: 8}
+    # The cosine schedule spans 3 x 8 steps after the fall-back, and the restored step count
+    # is moved to the same share of the run (1 epoch of 3: step 8, not the 4 taken at batch
+    # 2), so the learning rate ends at the schedule's floor, 5 % of the start.
+    assert seen.iterations == {0: 4, 1: 16, 2: 24}
+    assert seen.rates[2] == pytest.approx(0.05 * config.learning_rate, rel=1e-5)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["batch_size"] == 1 and summary["replicas"] == 1
     assert summary["steps_per_epoch"] == 8 and summary["volumes_per_epoch"] == 8
@@ -415,10 +425,13 @@ def test_batch_from_gpu_memory_then_halved_on_out_of_memory(tmp_path, data_dir, 
 def test_batch_for_a_t4_counts_group_norms_float32_copies():
     """The full network in mixed precision on a T4: batch 3, not 4 (issue 17).
 
-    Under mixed_float16 each instance norm keeps a float32 copy of its input;
-    without them the estimate was 1.77 GB a volume and batch 4 seemed to fit a
-    T4's 15,360 MiB with 0.3 GB to spare.
+    Under mixed_float16 each of the 14 instance norms keeps a float32 copy of its
+    input (0.66 GB a volume in all); without them the estimate was 1.77 GB a
+    volume, not 2.43, and batch 4 seemed to fit a T4's 15,360 MiB (16.1 GB):
+    14.2 GB with the margin of 2, where batch 3 now takes 14.6 GB.
     """
+    import keras
+
     from skullstrip_lib.model import training_memory
     from skullstrip_lib.train import build_network, precision_policy
 
@@ -427,9 +440,14 @@ def test_batch_for_a_t4_counts_group_norms_float32_copies():
         mixed = build_network(config)
     memory = training_memory(mixed, 1)
     per_volume, fixed = memory["activations"], memory["total"] - memory["activations"]
-    copies = sum(4 * int(np.prod(layer.input.shape[1:])) for layer in mixed.layers
-                 if layer.name.split("_")[-1].startswith("norm"))
-    assert copies > 0.6e9  # 18 norm layers
+    norms = [layer for layer in mixed.layers if layer.name.split("_")[-1].startswith("norm")]
+    assert len(norms) == 14  # two a level: 3 down, the bottom, 3 up
+    assert all(isinstance(layer, keras.layers.GroupNormalization) for layer in norms)
+    copies = sum(4 * int(np.prod(layer.input.shape[1:])) for layer in norms)
+    # By hand, V = 96*128*160 voxels: levels 0-2 have 4 norms each (2 down, 2 up) of 16*2^l
+    # channels on V/8^l voxels, the bottom 2 of 128 channels on V/512; 4 bytes a value:
+    # 4 * V * (4 * (16 + 4 + 1) + 2 * 0.25) = 338 V.
+    assert copies == 338 * 96 * 128 * 160 == 664_535_040
     assert 0.35 < copies / (per_volume - copies) < 0.4  # +38 % over the float16 outputs
     t4_free = gpu_free_bytes(15360 * 2**20, 0, 0)  # nvidia-smi's total, before TensorFlow
     assert fit_batch_size(t4_free, per_volume, cap=4, fixed_bytes=fixed) == 3

@@ -181,8 +181,9 @@ def resolve_model(model: str | os.PathLike | BrainModel | None = None, profile: 
     profile : {"sample", "full"}
         With no explicit model, ``"sample"`` uses the bundled ``"default"``
         model (trained on synthetic heads) and ``"full"`` the NFBS-trained run
-        of chapter 7: ``<data dir>/runs/full``, else the newest
-        ``<data dir>/runs/ch07-full-*`` with an ``export/``. There is no
+        of chapter 7: the first with an ``export/`` of ``<data dir>/runs/full``,
+        ``<data dir>/runs/ch07-full`` (chapter 7's own folder) and the newest
+        ``<data dir>/runs/ch07-full-*`` (earlier editions'). There is no
         fallback from one to the other: a chapter that scores NFBS subjects
         with a model trained on synthetic heads would measure something else.
     %(data_dir)s

@@ -87,8 +87,36 @@ def _validation_data(tf_dir: Path, replicas: int):
     return ds, {"volumes": volumes, "padded_to": padded}
 
 
-def _run_callbacks(run_dir: Path) -> list:
-    """The run's own callbacks, new for every attempt of a fit (a resumed or a retried one)."""
+def _schedule_from_epoch(steps: int):
+    """A callback that puts a continued fit's step count where ``steps`` an epoch put it.
+
+    ``BackupAndRestore`` restores the optimizer's step count, which drives the
+    cosine learning-rate schedule. After a fall-back to a smaller batch (more
+    steps an epoch) that count is in the earlier attempt's steps: the schedule,
+    which spans ``epochs * steps`` steps, would restart at a higher learning
+    rate and never decay to its floor. At the first epoch of a continued fit
+    the count is set to ``epoch * steps``, the same share of the run.
+    """
+    import keras
+
+    class ScheduleFromEpoch(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.first = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.first and epoch > 0:  # restored from the backup
+                self.model.optimizer.iterations.assign(epoch * steps)
+            self.first = False
+
+    return ScheduleFromEpoch()
+
+
+def _run_callbacks(run_dir: Path, steps: int) -> list:
+    """The run's own callbacks, new for every attempt of a fit (a resumed or a retried one).
+
+    ``steps``: the steps an epoch of this attempt takes.
+    """
     import keras
 
     # The best validation Dice so far, so that a continued run replaces best.keras only
@@ -98,6 +126,7 @@ def _run_callbacks(run_dir: Path) -> list:
     threshold = max(best) if best and (run_dir / "best.keras").exists() else None
     return [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        _schedule_from_epoch(steps),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_dice",
@@ -214,7 +243,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = Fal
             train_ds = _training_data(tf_dir, config, batch)
             try:
                 model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
-                          validation_data=val_ds, callbacks=[*_run_callbacks(run_dir), *callbacks],
+                          validation_data=val_ds,
+                          callbacks=[*_run_callbacks(run_dir, steps), *callbacks],
                           verbose=2 if progress else 0)
                 break
             except tf.errors.ResourceExhaustedError:
