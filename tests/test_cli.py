@@ -423,3 +423,66 @@ def test_preprocess_never_writes_where_a_subject_id_points(tmp_path, capsys, sub
                    "is not a subject id (letters, digits, '-' and '_' only; never a path)"]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- every subcommand
+# Issue 18: the error path of every subcommand is one line, 'skullstrip <command>: error:
+# <file>: <problem>', exit 1, and nothing is written. One missing and one bad input each
+# (train and export: only what is refused before TensorFlow loads; their bad contents are
+# test_export_of_a_bad_run_is_one_line_without_tensorflow_logs and
+# test_train_with_bad_data_leaves_no_run_folder, in a fresh process).
+ERROR_CASES = {
+    # name: (argv, the file the line names, the start of its problem)
+    "fetch-data-dir-is-a-file": (["fetch", "--data-dir", "{afile}", "--subjects", "1", "-q",
+                                  "--url", "http://127.0.0.1:9/NFBS_Dataset.tar.gz"],
+                                 "afile", "the data directory exists and is not a folder"),
+    "index-missing": (["index", "{missing}", "-o", "{out.csv}"], "missing",
+                      "no such folder (expected the NFBS_Dataset folder)"),
+    "index-no-subjects": (["index", "{empty}", "-o", "{out.csv}"], "empty",
+                          "no NFBS subjects (expected <ID>/sub-<ID>_ses-NFB3_T1w.nii.gz)"),
+    "synth-nan-voxel": (["synth", "{out}", "--voxel-size", "nan", "1", "1", "-q"], "out",
+                        "--voxel-size must be 3 finite numbers"),
+    "preprocess-missing": (["preprocess", "{missing.csv}", "-o", "{out}", "-q"], "missing.csv",
+                           "no such index file or data folder"),
+    "preprocess-bad-index": (["preprocess", "{bad.csv}", "-o", "{out}", "-q"], "bad.csv",
+                             "index lacks column(s) subject, t1w, brainmask, brain, split"),
+    "train-missing-data": (["train", "--data", "{missing.csv}", "-o", "{out}", "-q"],
+                           "missing.csv", "no such index file or data folder"),
+    "export-missing-run": (["export", "{missing}", "-q"], "missing",
+                           "no such training run folder"),
+    "evaluate-missing-model": (["evaluate", "--model", "{missing}", "--data", "{bad.csv}", "-o",
+                                "{out.csv}", "-q"], "missing", "no such model file or folder"),
+    "evaluate-bad-index": (["evaluate", "--data", "{bad.csv}", "-o", "{out.csv}", "-q"],
+                           "bad.csv", "index lacks column(s) subject, t1w"),
+    "predict-not-an-image": (["predict", "{junk.nii.gz}", "-o", "{out}", "-q"], "junk.nii.gz",
+                             "not a NIfTI, MGH/MGZ, Analyze or MINC image"),
+    "predict-missing": (["predict", "{missing.nii.gz}", "-o", "{out}", "-q"], "missing.nii.gz",
+                        "file not found"),
+}
+
+
+def _error_case(name):
+    marks = [needs_tf] if name.split("-")[0] in ("train", "export") else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("case", [_error_case(name) for name in ERROR_CASES])
+def test_every_subcommands_error_is_one_line_naming_the_file(tmp_path, capsys, case):
+    argv, named, problem = ERROR_CASES[case]
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "junk.nii.gz").write_text("not an image\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    argv = [str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in argv]
+    assert argv[0] in COMMANDS
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.endswith("\n") and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"skullstrip {argv[0]}: error: {tmp_path / named}: {problem}")
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
+def test_every_subcommand_has_an_error_case():
+    assert sorted({name.split("-")[0] for name in ERROR_CASES}) == sorted(COMMANDS)
