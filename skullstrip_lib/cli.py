@@ -252,14 +252,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, summarize
     from .inference import load_model
-    from .io import atomic_write_text
+    from .io import atomic_write_text, check_not_an_input, file_key
 
     out = Path(args.output)
-    for target in (out, Path(args.figure) if args.figure else None):
+    figure = Path(args.figure) if args.figure else None
+    if figure is not None and file_key(figure) == file_key(out):
+        raise SkullstripError(f"{figure}: is also the table -o; choose another name for one")
+    for target in (out, figure):
         if target is not None and target.exists() and not args.overwrite:
             raise SkullstripError(f"{target}: already exists (use --overwrite to replace it)")
     model = load_model(args.model)
     index = _read_subjects(Path(args.data))
+    # Neither output is ever written over what the run reads, whatever --overwrite says.
+    weights = model.path
+    model_files = [] if weights is None else [weights, weights.with_suffix(".json"),
+                                              weights.parent / "model.json"]
+    check_not_an_input([out, figure], [Path(args.data), *model_files,
+                                       *(p for column in ("t1w", "brainmask", "brain")
+                                         for p in index[column].dropna())])
     split = None if args.split == "all" else args.split
     scores = evaluate(model, index, split=split, progress=not args.quiet)
     atomic_write_text(out, scores.to_csv(index=False))

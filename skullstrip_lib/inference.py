@@ -63,6 +63,7 @@ from .io import (
     WRITABLE_SUFFIXES,
     Scan,
     atomic_write_text,
+    file_key,
     image_files,
     image_suffix,
     load_scan,
@@ -874,15 +875,6 @@ def _collect(scans: Iterable[str | os.PathLike]) -> tuple[list[Path | BidsScan],
     return out, skipped
 
 
-def _file_key(path: Path) -> tuple:
-    # The same file under two names (a symlink, a hard link, "a/../a") is the same key.
-    try:
-        st = path.stat()
-        return ("inode", st.st_dev, st.st_ino)
-    except OSError:
-        return ("path", os.path.realpath(path))
-
-
 def _plan(items: list[Path | BidsScan], out_dir: Path, *, qc: bool,
           overwrite: bool) -> list[dict]:
     """Every output path of the run, checked before any work (see :func:`strip`)."""
@@ -906,12 +898,12 @@ def _plan(items: list[Path | BidsScan], out_dir: Path, *, qc: bool,
                  "qc": out_dir / f"{name}_qc.png" if qc else None, "bids": None}
         targets.append(t)
     # An output is never an input, nor another scan's output, whatever the flags.
-    inputs = {_file_key(f): t["scan"] for t in targets for f in image_files(t["scan"])}
+    inputs = {file_key(f): t["scan"] for t in targets for f in image_files(t["scan"])}
     seen: dict[tuple, Path] = {}
     for t in targets:
         for key in OUTPUT_KEYS:
             for f in image_files(t[key]) if t[key] is not None else ():
-                k = _file_key(f)
+                k = file_key(f)
                 if k in inputs:
                     raise InvalidInputError(inputs[k], f"is also where the result {f.name} of "
                                                        f"{t['scan']} would be written; nothing "

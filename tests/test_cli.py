@@ -486,3 +486,47 @@ def test_every_subcommands_error_is_one_line_naming_the_file(tmp_path, capsys, c
 
 def test_every_subcommand_has_an_error_case():
     assert sorted({name.split("-")[0] for name in ERROR_CASES}) == sorted(COMMANDS)
+
+
+# Issue 18's rule for predict, "an output path never equals an input path, whatever the
+# flags", holds for the other commands that write a file the user names: index's CSV and
+# evaluate's table and figure are never written over what the run reads.
+def _needs_model(case):
+    from helpers import needs_default
+
+    return pytest.param(case, marks=[needs_default] if case.startswith("evaluate") else [],
+                        id=case)
+
+
+@pytest.mark.parametrize("case", [_needs_model(c) for c in (
+    "index-over-its-scan", "evaluate-over-its-index", "evaluate-over-a-mask",
+    "evaluate-figure-over-a-scan", "evaluate-figure-is-the-table")])
+def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys, case):
+    from helpers import write_tiny_nfbs
+
+    from skullstrip_lib.datasets import index_dataset, write_index
+
+    write_tiny_nfbs(tmp_path)
+    df = index_dataset(tmp_path)
+    index = write_index(df, tmp_path / "index.csv")
+    scan, mask, table = Path(df.loc[0, "t1w"]), Path(df.loc[2, "brainmask"]), tmp_path / "m.csv"
+    evaluate = ["evaluate", "--data", str(index), "-q", "-o"]
+    argv, named, problem = {
+        "index-over-its-scan": (["index", str(tmp_path), "-o", str(scan)], scan,
+                                f"is an input of this run ({scan}); nothing written"),
+        "evaluate-over-its-index": ([*evaluate, str(index)], index,
+                                    f"is an input of this run ({index}); nothing written"),
+        "evaluate-over-a-mask": ([*evaluate, str(mask)], mask,
+                                 f"is an input of this run ({mask}); nothing written"),
+        "evaluate-figure-over-a-scan": ([*evaluate, str(table), "--figure", str(scan)], scan,
+                                        f"is an input of this run ({scan}); nothing written"),
+        "evaluate-figure-is-the-table": ([*evaluate, str(table), "--figure", str(table)], table,
+                                         "is also the table -o; choose another name"),
+    }[case]
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main([*argv, "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"skullstrip {argv[0]}: error: {named}: {problem}")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
