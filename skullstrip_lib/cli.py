@@ -181,10 +181,14 @@ def _read_subjects(path: Path):
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from .io import check_not_an_input
     from .preprocess import PreprocessConfig
     from .workflow import run_preprocessing
 
     index = _read_subjects(Path(args.input))
+    # The report is never written over the index it reports on (an index named
+    # OUT/preprocessed.csv), whatever --overwrite says.
+    check_not_an_input([Path(args.output) / "preprocessed.csv"], [Path(args.input)])
     if args.subjects:
         index = index.iloc[: args.subjects]
     try:

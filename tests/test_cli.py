@@ -489,8 +489,8 @@ def test_every_subcommand_has_an_error_case():
 
 
 # Issue 18's rule for predict, "an output path never equals an input path, whatever the
-# flags", holds for the other commands that write a file the user names: index's CSV and
-# evaluate's table and figure are never written over what the run reads.
+# flags", holds for the other commands that write a file the user names: index's CSV,
+# evaluate's table and figure, preprocess's report are never written over what the run reads.
 def _needs_model(case):
     from helpers import needs_default
 
@@ -500,7 +500,8 @@ def _needs_model(case):
 
 @pytest.mark.parametrize("case", [_needs_model(c) for c in (
     "index-over-its-scan", "evaluate-over-its-index", "evaluate-over-a-mask",
-    "evaluate-figure-over-a-scan", "evaluate-figure-is-the-table")])
+    "evaluate-figure-over-a-scan", "evaluate-figure-is-the-table",
+    "preprocess-report-over-its-index")])
 def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys, case):
     from helpers import write_tiny_nfbs
 
@@ -509,6 +510,7 @@ def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys,
     write_tiny_nfbs(tmp_path)
     df = index_dataset(tmp_path)
     index = write_index(df, tmp_path / "index.csv")
+    report = write_index(df, tmp_path / "out" / "preprocessed.csv")  # an index, named so
     scan, mask, table = Path(df.loc[0, "t1w"]), Path(df.loc[2, "brainmask"]), tmp_path / "m.csv"
     evaluate = ["evaluate", "--data", str(index), "-q", "-o"]
     argv, named, problem = {
@@ -522,6 +524,9 @@ def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys,
                                         f"is an input of this run ({scan}); nothing written"),
         "evaluate-figure-is-the-table": ([*evaluate, str(table), "--figure", str(table)], table,
                                          "is also the table -o; choose another name"),
+        "preprocess-report-over-its-index": (["preprocess", str(report), "-q", "-o",
+                                              str(tmp_path / "out")], report,
+                                             f"is an input of this run ({report})"),
     }[case]
     files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert main([*argv, "--overwrite"]) == 1
