@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_text",
     "check_not_an_input",
+    "check_writable",
     "errors_named",
     "file_key",
     "from_plain",
@@ -133,6 +135,48 @@ def check_not_an_input(outputs: Iterable[str | os.PathLike | None],
             raise InvalidInputError(out, f"is an input of this run ({read[k]}); nothing "
                                          "written (an output never replaces an input, "
                                          "whatever the flags: choose another name)")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse, before any work, a folder where no file can be written.
+
+    The folder need not exist: its nearest existing ancestor must be a folder in
+    which a file can be made, which is tried (a hidden empty file, removed at
+    once), since permissions, a read-only file system or ``/proc`` each say no in
+    their own way. Nothing is created.
+
+    Raises
+    ------
+    SkullstripError
+        ``{folder}: cannot write results there (...)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> check_writable(d / "new" / "folder")  # made later, by whatever writes there
+    >>> (d / "new").exists()
+    False
+    >>> _ = (d / "a-file").write_text("x")
+    >>> check_writable(d / "a-file" / "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: .../a-file/out: cannot write results there (.../a-file \
+is a file, not a folder)
+    """
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SkullstripError(f"{folder}: cannot write results there ({existing} is a file, "
+                              "not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".skullstrip-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SkullstripError(f"{folder}: cannot write results there "
+                              f"({exc.strerror or exc})") from None
 
 
 def move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:

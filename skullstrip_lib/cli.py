@@ -105,10 +105,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- index
 def _cmd_index(args: argparse.Namespace) -> int:
     from .datasets import index_dataset, write_index
+    from .io import check_writable
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise SkullstripError(f"{out}: already exists (use --overwrite to replace it)")
+    check_writable(out.parent)
     df = index_dataset(args.data_dir, fractions=tuple(args.fractions), seed=args.seed)
     write_index(df, out, overwrite=args.overwrite)
     counts = df["split"].value_counts().reindex(["train", "val", "test"]).fillna(0).astype(int)
@@ -256,7 +258,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, summarize
     from .inference import load_model
-    from .io import atomic_write_text, check_not_an_input, file_key
+    from .io import atomic_write_text, check_not_an_input, check_writable, file_key
 
     out = Path(args.output)
     figure = Path(args.figure) if args.figure else None
@@ -265,6 +267,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for target in (out, figure):
         if target is not None and target.exists() and not args.overwrite:
             raise SkullstripError(f"{target}: already exists (use --overwrite to replace it)")
+        if target is not None:  # before minutes of predictions, not after
+            check_writable(target.parent)
     model = load_model(args.model)
     index = _read_subjects(Path(args.data))
     # Neither output is ever written over what the run reads, whatever --overwrite says.

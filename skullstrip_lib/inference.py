@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -63,6 +62,7 @@ from .io import (
     WRITABLE_SUFFIXES,
     Scan,
     atomic_write_text,
+    check_writable,
     file_key,
     image_files,
     image_suffix,
@@ -922,12 +922,10 @@ OUTPUT_KEYS = ("brainmask", "brain", "sidecar", "qc")
 
 
 def _check_writable(out_dir: Path) -> None:
-    """Refuse an output folder that cannot be written, before any prediction."""
+    """Refuse an output folder that cannot be written, before any prediction; make it."""
+    check_writable(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".skullstrip-probe-")
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise SkullstripError(f"{out_dir}: cannot write results there "
                               f"({exc.strerror or exc})") from None

@@ -535,3 +535,40 @@ def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys,
     assert captured.out == "" and len(lines) == 1, captured.err
     assert lines[0].startswith(f"skullstrip {argv[0]}: error: {named}: {problem}")
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("case", ["index", "evaluate-table", "evaluate-figure", "predict"])
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, monkeypatch, capsys, case,
+                                                         where):
+    # Issue 18: a read-only -o was found only after the whole prediction; evaluate's table
+    # and figure and index's CSV are checked before the model loads or the data are read.
+    import skullstrip_lib.datasets
+    import skullstrip_lib.evaluate
+    import skullstrip_lib.inference
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    for module, name in ((skullstrip_lib.datasets, "index_dataset"),
+                         (skullstrip_lib.inference, "load_model"),
+                         (skullstrip_lib.inference, "strip"),
+                         (skullstrip_lib.evaluate, "evaluate")):
+        monkeypatch.setattr(module, name, no_work)
+    (tmp_path / "file").write_text("x")
+    folder = tmp_path / "file" / "out" if where == "under-a-file" else Path("/proc/skullstrip")
+    if case == "predict":  # its own check, inside strip: the same message, the same moment
+        monkeypatch.undo()
+        monkeypatch.setattr(skullstrip_lib.inference, "load_model", no_work)
+    argv = {"index": ["index", str(tmp_path), "-o", str(folder / "i.csv")],
+            "evaluate-table": ["evaluate", "--data", str(tmp_path), "-o", str(folder / "m.csv")],
+            "evaluate-figure": ["evaluate", "--data", str(tmp_path), "-o",
+                                str(tmp_path / "m.csv"), "--figure", str(folder / "f.png")],
+            "predict": ["predict", str(tmp_path / "file"), "-o", str(folder)]}[case]
+    assert main([*argv, "-q"] if case != "index" else argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    reason = (f"{tmp_path / 'file'} is a file, not a folder" if where == "under-a-file" else "")
+    assert lines[0].startswith(f"skullstrip {argv[0]}: error: {folder}: cannot write results "
+                               f"there ({reason}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
