@@ -90,7 +90,16 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
 
 def file_key(path: str | os.PathLike) -> tuple:
     """What identifies a file: the same file under two names (a symbolic or hard link,
-    ``a/../a``) has the same key; a file that does not exist is keyed by its real path."""
+    ``a/./a``) has the same key; a file that does not exist is keyed by its real path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.csv").write_text("x")
+    >>> file_key(d / "." / "a.csv") == file_key(d / "a.csv"), file_key(d / "b.csv")[0]
+    (True, 'path')
+    """
     try:
         st = os.stat(path)
         return ("inode", st.st_dev, st.st_ino)
