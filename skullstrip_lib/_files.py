@@ -13,20 +13,24 @@ import errno
 import hashlib
 import json
 import os
+import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import OutputExistsError, SkullstripError
+from .errors import InvalidInputError, OutputExistsError, SkullstripError
 
 __all__ = [
     "as_tuples",
     "atomic_path",
     "atomic_write_text",
+    "check_not_an_input",
+    "check_writable",
     "errors_named",
+    "file_key",
     "from_plain",
     "move_into_place",
     "settings_key",
@@ -82,6 +86,106 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         move_into_place(tmp, path, overwrite=overwrite)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_key(path: str | os.PathLike) -> tuple:
+    """What identifies a file: the same file under two names (a symbolic or hard link,
+    ``a/./a``) has the same key; a file that does not exist is keyed by its real path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.csv").write_text("x")
+    >>> file_key(d / "." / "a.csv") == file_key(d / "a.csv"), file_key(d / "b.csv")[0]
+    (True, 'path')
+    """
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
+
+
+def check_not_an_input(outputs: Iterable[str | os.PathLike | None],
+                       inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse, before anything is written, an output that is one of the run's inputs.
+
+    An output never replaces an input, whatever the flags: ``--overwrite`` is for
+    earlier results, not for the data a run reads (an index written over the scan
+    it lists, a metrics table over the index it scores).
+
+    Parameters
+    ----------
+    outputs, inputs : iterable of path-like or None
+        The files the run will write and those it reads (``None`` is skipped);
+        compared as files (:func:`file_key`), not as spellings.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the output, and the input it is.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "scan.nii.gz").write_bytes(b"...")
+    >>> check_not_an_input([d / "index.csv"], [d / "scan.nii.gz"])  # different files: fine
+    >>> (d / "link.nii.gz").symlink_to(d / "scan.nii.gz")  # the same file, another name
+    >>> check_not_an_input([d / "link.nii.gz"], [d / "scan.nii.gz"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.InvalidInputError: .../link.nii.gz: is an input of this run (...scan...
+    """
+    read = {file_key(f): Path(f) for f in inputs if f is not None}
+    for out in outputs:
+        if out is not None and (k := file_key(out)) in read:
+            raise InvalidInputError(out, f"is an input of this run ({read[k]}); nothing "
+                                         "written (an output never replaces an input, "
+                                         "whatever the flags: choose another name)")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse, before any work, a folder where no file can be written.
+
+    The folder need not exist: its nearest existing ancestor must be a folder in
+    which a file can be made, which is tried (a hidden empty file, removed at
+    once), since permissions, a read-only file system or ``/proc`` each say no in
+    their own way. Nothing is created.
+
+    Raises
+    ------
+    SkullstripError
+        ``{folder}: cannot write results there (...)``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> check_writable(d / "new" / "folder")  # made later, by whatever writes there
+    >>> (d / "new").exists()
+    False
+    >>> _ = (d / "a-file").write_text("x")
+    >>> check_writable(d / "a-file" / "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skullstrip_lib.errors.SkullstripError: .../a-file/out: cannot write results there (.../a-file \
+is a file, not a folder)
+    """
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SkullstripError(f"{folder}: cannot write results there ({existing} is a file, "
+                              "not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".skullstrip-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SkullstripError(f"{folder}: cannot write results there "
+                              f"({exc.strerror or exc})") from None
 
 
 def move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:

@@ -105,10 +105,12 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- index
 def _cmd_index(args: argparse.Namespace) -> int:
     from .datasets import index_dataset, write_index
+    from .io import check_writable
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise SkullstripError(f"{out}: already exists (use --overwrite to replace it)")
+    check_writable(out.parent)
     df = index_dataset(args.data_dir, fractions=tuple(args.fractions), seed=args.seed)
     write_index(df, out, overwrite=args.overwrite)
     counts = df["split"].value_counts().reindex(["train", "val", "test"]).fillna(0).astype(int)
@@ -181,10 +183,14 @@ def _read_subjects(path: Path):
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from .io import check_not_an_input
     from .preprocess import PreprocessConfig
     from .workflow import run_preprocessing
 
     index = _read_subjects(Path(args.input))
+    # The report is never written over the index it reports on (an index named
+    # OUT/preprocessed.csv), whatever --overwrite says.
+    check_not_an_input([Path(args.output) / "preprocessed.csv"], [Path(args.input)])
     if args.subjects:
         index = index.iloc[: args.subjects]
     try:
@@ -252,14 +258,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, summarize
     from .inference import load_model
-    from .io import atomic_write_text
+    from .io import atomic_write_text, check_not_an_input, check_writable, file_key
 
     out = Path(args.output)
-    for target in (out, Path(args.figure) if args.figure else None):
+    figure = Path(args.figure) if args.figure else None
+    if figure is not None and file_key(figure) == file_key(out):
+        raise SkullstripError(f"{figure}: is also the table -o; choose another name for one")
+    for target in (out, figure):
         if target is not None and target.exists() and not args.overwrite:
             raise SkullstripError(f"{target}: already exists (use --overwrite to replace it)")
+        if target is not None:  # before minutes of predictions, not after
+            check_writable(target.parent)
     model = load_model(args.model)
     index = _read_subjects(Path(args.data))
+    # Neither output is ever written over what the run reads, whatever --overwrite says.
+    weights = model.path
+    model_files = [] if weights is None else [weights, weights.with_suffix(".json"),
+                                              weights.parent / "model.json"]
+    check_not_an_input([out, figure], [Path(args.data), *model_files,
+                                       *(p for column in ("t1w", "brainmask", "brain")
+                                         for p in index[column].dropna())])
     split = None if args.split == "all" else args.split
     scores = evaluate(model, index, split=split, progress=not args.quiet)
     atomic_write_text(out, scores.to_csv(index=False))

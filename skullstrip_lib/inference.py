@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -63,6 +62,8 @@ from .io import (
     WRITABLE_SUFFIXES,
     Scan,
     atomic_write_text,
+    check_writable,
+    file_key,
     image_files,
     image_suffix,
     load_scan,
@@ -874,15 +875,6 @@ def _collect(scans: Iterable[str | os.PathLike]) -> tuple[list[Path | BidsScan],
     return out, skipped
 
 
-def _file_key(path: Path) -> tuple:
-    # The same file under two names (a symlink, a hard link, "a/../a") is the same key.
-    try:
-        st = path.stat()
-        return ("inode", st.st_dev, st.st_ino)
-    except OSError:
-        return ("path", os.path.realpath(path))
-
-
 def _plan(items: list[Path | BidsScan], out_dir: Path, *, qc: bool,
           overwrite: bool) -> list[dict]:
     """Every output path of the run, checked before any work (see :func:`strip`)."""
@@ -906,12 +898,12 @@ def _plan(items: list[Path | BidsScan], out_dir: Path, *, qc: bool,
                  "qc": out_dir / f"{name}_qc.png" if qc else None, "bids": None}
         targets.append(t)
     # An output is never an input, nor another scan's output, whatever the flags.
-    inputs = {_file_key(f): t["scan"] for t in targets for f in image_files(t["scan"])}
+    inputs = {file_key(f): t["scan"] for t in targets for f in image_files(t["scan"])}
     seen: dict[tuple, Path] = {}
     for t in targets:
         for key in OUTPUT_KEYS:
             for f in image_files(t[key]) if t[key] is not None else ():
-                k = _file_key(f)
+                k = file_key(f)
                 if k in inputs:
                     raise InvalidInputError(inputs[k], f"is also where the result {f.name} of "
                                                        f"{t['scan']} would be written; nothing "
@@ -930,12 +922,10 @@ OUTPUT_KEYS = ("brainmask", "brain", "sidecar", "qc")
 
 
 def _check_writable(out_dir: Path) -> None:
-    """Refuse an output folder that cannot be written, before any prediction."""
+    """Refuse an output folder that cannot be written, before any prediction; make it."""
+    check_writable(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".skullstrip-probe-")
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise SkullstripError(f"{out_dir}: cannot write results there "
                               f"({exc.strerror or exc})") from None

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from ._docs import fill_doc
 from ._nipype import nipype_offline
 from .errors import Interrupted, InvalidArgumentError, SkullstripError
-from .io import atomic_write_text, current_voxel_limit
+from .io import atomic_write_text, check_not_an_input, current_voxel_limit
 from .preprocess import PreprocessConfig, cache_key, is_complete, output_paths
 from .validate import check_int
 
@@ -333,12 +333,18 @@ def run_preprocessing(
         half-written; the message says so in one line.
     InvalidArgumentError
         ``workers`` not a positive integer, or ``plugin`` not a nipype plugin.
+    InvalidInputError
+        ``out_dir/preprocessed.csv`` would be one of the scans or masks the index
+        lists (an output never replaces an input).
     """
     config = config or PreprocessConfig()
     workers = default_workers() if workers is None else check_int(workers, "workers", 1)
     if plugin is None:
         plugin = "MultiProc" if workers > 1 else "Linear"
     out_dir = Path(out_dir).absolute()
+    check_not_an_input([out_dir / "preprocessed.csv"],
+                       (p for column in ("t1w", "brainmask") if column in index
+                        for p in index[column].dropna()))
     out_dir.mkdir(parents=True, exist_ok=True)
     if "brainmask" not in index:
         index = index.assign(brainmask=None)

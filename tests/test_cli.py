@@ -423,3 +423,152 @@ def test_preprocess_never_writes_where_a_subject_id_points(tmp_path, capsys, sub
                    "is not a subject id (letters, digits, '-' and '_' only; never a path)"]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- every subcommand
+# Issue 18: the error path of every subcommand is one line, 'skullstrip <command>: error:
+# <file>: <problem>', exit 1, and nothing is written. One missing and one bad input each
+# (train and export: only what is refused before TensorFlow loads; their bad contents are
+# test_export_of_a_bad_run_is_one_line_without_tensorflow_logs and
+# test_train_with_bad_data_leaves_no_run_folder, in a fresh process).
+ERROR_CASES = {
+    # name: (argv, the file the line names, the start of its problem)
+    "fetch-data-dir-is-a-file": (["fetch", "--data-dir", "{afile}", "--subjects", "1", "-q",
+                                  "--url", "http://127.0.0.1:9/NFBS_Dataset.tar.gz"],
+                                 "afile", "the data directory exists and is not a folder"),
+    "index-missing": (["index", "{missing}", "-o", "{out.csv}"], "missing",
+                      "no such folder (expected the NFBS_Dataset folder)"),
+    "index-no-subjects": (["index", "{empty}", "-o", "{out.csv}"], "empty",
+                          "no NFBS subjects (expected <ID>/sub-<ID>_ses-NFB3_T1w.nii.gz)"),
+    "synth-nan-voxel": (["synth", "{out}", "--voxel-size", "nan", "1", "1", "-q"], "out",
+                        "--voxel-size must be 3 finite numbers"),
+    "preprocess-missing": (["preprocess", "{missing.csv}", "-o", "{out}", "-q"], "missing.csv",
+                           "no such index file or data folder"),
+    "preprocess-bad-index": (["preprocess", "{bad.csv}", "-o", "{out}", "-q"], "bad.csv",
+                             "index lacks column(s) subject, t1w, brainmask, brain, split"),
+    "train-missing-data": (["train", "--data", "{missing.csv}", "-o", "{out}", "-q"],
+                           "missing.csv", "no such index file or data folder"),
+    "export-missing-run": (["export", "{missing}", "-q"], "missing",
+                           "no such training run folder"),
+    "evaluate-missing-model": (["evaluate", "--model", "{missing}", "--data", "{bad.csv}", "-o",
+                                "{out.csv}", "-q"], "missing", "no such model file or folder"),
+    "evaluate-bad-index": (["evaluate", "--data", "{bad.csv}", "-o", "{out.csv}", "-q"],
+                           "bad.csv", "index lacks column(s) subject, t1w"),
+    "predict-not-an-image": (["predict", "{junk.nii.gz}", "-o", "{out}", "-q"], "junk.nii.gz",
+                             "not a NIfTI, MGH/MGZ, Analyze or MINC image"),
+    "predict-missing": (["predict", "{missing.nii.gz}", "-o", "{out}", "-q"], "missing.nii.gz",
+                        "file not found"),
+}
+
+
+def _error_case(name):
+    marks = [needs_tf] if name.split("-")[0] in ("train", "export") else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("case", [_error_case(name) for name in ERROR_CASES])
+def test_every_subcommands_error_is_one_line_naming_the_file(tmp_path, capsys, case):
+    argv, named, problem = ERROR_CASES[case]
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "junk.nii.gz").write_text("not an image\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    argv = [str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in argv]
+    assert argv[0] in COMMANDS
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.endswith("\n") and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"skullstrip {argv[0]}: error: {tmp_path / named}: {problem}")
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
+def test_every_subcommand_has_an_error_case():
+    assert sorted({name.split("-")[0] for name in ERROR_CASES}) == sorted(COMMANDS)
+
+
+# Issue 18's rule for predict, "an output path never equals an input path, whatever the
+# flags", holds for the other commands that write a file the user names: index's CSV,
+# evaluate's table and figure, preprocess's report are never written over what the run reads.
+def _needs_model(case):
+    from helpers import needs_default
+
+    return pytest.param(case, marks=[needs_default] if case.startswith("evaluate") else [],
+                        id=case)
+
+
+@pytest.mark.parametrize("case", [_needs_model(c) for c in (
+    "index-over-its-scan", "evaluate-over-its-index", "evaluate-over-a-mask",
+    "evaluate-figure-over-a-scan", "evaluate-figure-is-the-table",
+    "preprocess-report-over-its-index")])
+def test_no_command_writes_over_its_inputs_even_with_overwrite(tmp_path, capsys, case):
+    from helpers import write_tiny_nfbs
+
+    from skullstrip_lib.datasets import index_dataset, write_index
+
+    write_tiny_nfbs(tmp_path)
+    df = index_dataset(tmp_path)
+    index = write_index(df, tmp_path / "index.csv")
+    report = write_index(df, tmp_path / "out" / "preprocessed.csv")  # an index, named so
+    scan, mask, table = Path(df.loc[0, "t1w"]), Path(df.loc[2, "brainmask"]), tmp_path / "m.csv"
+    evaluate = ["evaluate", "--data", str(index), "-q", "-o"]
+    argv, named, problem = {
+        "index-over-its-scan": (["index", str(tmp_path), "-o", str(scan)], scan,
+                                f"is an input of this run ({scan}); nothing written"),
+        "evaluate-over-its-index": ([*evaluate, str(index)], index,
+                                    f"is an input of this run ({index}); nothing written"),
+        "evaluate-over-a-mask": ([*evaluate, str(mask)], mask,
+                                 f"is an input of this run ({mask}); nothing written"),
+        "evaluate-figure-over-a-scan": ([*evaluate, str(table), "--figure", str(scan)], scan,
+                                        f"is an input of this run ({scan}); nothing written"),
+        "evaluate-figure-is-the-table": ([*evaluate, str(table), "--figure", str(table)], table,
+                                         "is also the table -o; choose another name"),
+        "preprocess-report-over-its-index": (["preprocess", str(report), "-q", "-o",
+                                              str(tmp_path / "out")], report,
+                                             f"is an input of this run ({report})"),
+    }[case]
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main([*argv, "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"skullstrip {argv[0]}: error: {named}: {problem}")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("case", ["index", "evaluate-table", "evaluate-figure", "predict"])
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, monkeypatch, capsys, case,
+                                                         where):
+    # Issue 18: a read-only -o was found only after the whole prediction; evaluate's table
+    # and figure and index's CSV are checked before the model loads or the data are read.
+    import skullstrip_lib.datasets
+    import skullstrip_lib.evaluate
+    import skullstrip_lib.inference
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output was checked")
+
+    for module, name in ((skullstrip_lib.datasets, "index_dataset"),
+                         (skullstrip_lib.inference, "load_model"),
+                         (skullstrip_lib.inference, "strip"),
+                         (skullstrip_lib.evaluate, "evaluate")):
+        monkeypatch.setattr(module, name, no_work)
+    (tmp_path / "file").write_text("x")
+    folder = tmp_path / "file" / "out" if where == "under-a-file" else Path("/proc/skullstrip")
+    if case == "predict":  # its own check, inside strip: the same message, the same moment
+        monkeypatch.undo()
+        monkeypatch.setattr(skullstrip_lib.inference, "load_model", no_work)
+    argv = {"index": ["index", str(tmp_path), "-o", str(folder / "i.csv")],
+            "evaluate-table": ["evaluate", "--data", str(tmp_path), "-o", str(folder / "m.csv")],
+            "evaluate-figure": ["evaluate", "--data", str(tmp_path), "-o",
+                                str(tmp_path / "m.csv"), "--figure", str(folder / "f.png")],
+            "predict": ["predict", str(tmp_path / "file"), "-o", str(folder)]}[case]
+    assert main([*argv, "-q"] if case != "index" else argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    reason = (f"{tmp_path / 'file'} is a file, not a folder" if where == "under-a-file" else "")
+    assert lines[0].startswith(f"skullstrip {argv[0]}: error: {folder}: cannot write results "
+                               f"there ({reason}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

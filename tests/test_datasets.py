@@ -1125,6 +1125,26 @@ def test_write_index_refuses_to_overwrite(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["index.csv"]  # no temp files
 
 
+@pytest.mark.parametrize("column", ["t1w", "brainmask", "brain"])
+def test_write_index_never_writes_over_a_file_it_lists(tmp_path, column):
+    # Issue 18's rule for every command: `skullstrip index DATA -o <one of its scans>
+    # --overwrite` replaced the scan with the CSV; an output is never an input.
+    write_tiny_nfbs(tmp_path)
+    df = ds.index_dataset(tmp_path)
+    listed = Path(df.loc[1, column])
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(InvalidInputError, match=rf"^{listed}: is an input of this run "
+                                                rf"\({listed}\); nothing written"):
+        ds.write_index(df, listed, overwrite=True)
+    link = tmp_path / "index.csv"
+    link.symlink_to(listed)  # the same file under another name
+    with pytest.raises(InvalidInputError, match=rf"^{link}: is an input of this run"):
+        ds.write_index(df, link, overwrite=True)
+    assert link.is_symlink()
+    link.unlink()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
 def test_read_index_round_trip(tmp_path):
     write_tiny_nfbs(tmp_path)
     df = ds.index_dataset(tmp_path, seed=2)

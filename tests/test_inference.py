@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +75,53 @@ def test_not_a_model(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 1 and "not an ONNX model" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_garbage_keras_model_is_named_as_such(tmp_path):
+    # Issue 18: Keras calls a .keras file it cannot open "File not found"; the file is there.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(b"\x00garbage" * 100)
+    (folder / "model.json").write_text(json.dumps(
+        {"preprocess": {"shape": [24, 32, 40], "spacing": 6.0}}))
+    problem = ("model.keras: not a Keras model file (a .keras file is a zip archive; this is "
+               "not one: damaged, or another kind of file)")
+    for where in (folder, folder / "model.keras"):
+        with pytest.raises(InvalidInputError, match=rf"^{folder}/{re.escape(problem)}$"):
+            inference.load_model(where)
+    if importlib.util.find_spec("tensorflow") is None:
+        return  # the command line needs the [train] extra for a .keras model
+    scan, _, _ = write_head(tmp_path, "scan", seed=1, shape=(48, 48, 40),
+                            voxel_size=(4.0, 4.0, 4.0))
+    res = subprocess.run([sys.executable, "-m", "skullstrip_lib", "predict", str(scan),
+                          "-o", str(tmp_path / "out"), "--model", str(folder / "model.keras")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [f"skullstrip predict: error: {folder}/{problem}"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                    reason="needs the [train] extra")
+def test_a_keras_model_with_code_in_it_is_refused_not_run(tmp_path):
+    # Keras' safe mode: a Lambda layer's Python code in a .keras file is never deserialised.
+    import keras
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    ran = tmp_path / "RAN"
+    marker = str(ran)  # what the layer's code does when run: make this file
+    inputs = keras.Input((8, 8, 8, 1))
+    outputs = keras.layers.Lambda(lambda x: x * 0 + float(open(marker, "a").close() is None))(
+        inputs)
+    keras.Model(inputs, outputs).save(folder / "model.keras")
+    ran.unlink()  # tracing the layer ran it once, here
+    (folder / "model.json").write_text(json.dumps(
+        {"preprocess": {"shape": [8, 8, 8], "spacing": 24.0}}))
+    with pytest.raises(InvalidInputError, match=rf"^{folder}/model.keras: not a Keras model "
+                                                r"\(.*Lambda"):
+        inference.load_model(folder)
+    assert not ran.exists()
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +377,9 @@ def test_sigterm_mid_write_leaves_all_outputs_or_none_and_the_rerun_works(small_
 
 
 @needs_default
-def test_cli_sigterm_during_predict_writes_both_outputs_or_neither(small_heads, tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_cli_sigterm_during_predict_writes_both_outputs_or_neither(small_heads, tmp_path,
+                                                                   signame):
     import signal
     import time
 
@@ -340,7 +391,7 @@ def test_cli_sigterm_during_predict_writes_both_outputs_or_neither(small_heads, 
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if out.is_dir() and any(p.name.endswith(".part.nii.gz") for p in out.iterdir()):
-            proc.send_signal(signal.SIGTERM)  # a scan's outputs are being written
+            proc.send_signal(getattr(signal, signame))  # outputs being written
             break
         time.sleep(0.002)
     else:
@@ -612,7 +663,9 @@ def test_a_bids_dataset_gives_a_bids_derivatives_dataset(bids_raw, small_heads, 
         assert dice(mask, truth) > 0.9
         sidecar = json.loads(Path(res["sidecar"]).read_text())
         assert sidecar["Type"] == "Brain" and sidecar["Threshold"] == 0.45
-        assert sidecar["Confidence"] > 0.8 and sidecar["BrainVolume_mL"] > 600
+        assert sidecar["Model"] == "default" and sidecar["LowConfidence"] is False
+        assert sidecar["Confidence"] == round(res["confidence"], 4) > 0.8
+        assert sidecar["BrainVolume_mL"] == round(res["volume_ml"], 1) > 600
     assert {p: p.read_bytes() for p in bids_raw.rglob("*") if p.is_file()} == raw_before
     with pytest.raises(SkullstripError, match="sub-01_desc-brain_mask.nii.gz: already exists"):
         inference.strip(bids_raw, out, progress=False)

@@ -275,3 +275,17 @@ def test_a_bad_worker_count_is_named_before_anything_is_made(tmp_path):
                            match=f"^workers must be an integer >= 1, got {workers}$"):
             run_preprocessing(index, tmp_path / "out", CONFIG, workers=workers, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_report_is_never_written_over_a_listed_file(small_dataset, tmp_path):
+    from skullstrip_lib.errors import InvalidInputError
+
+    index = index_dataset(small_dataset).iloc[:1]
+    out = tmp_path / "out"
+    out.mkdir()
+    scan = out / "preprocessed.csv"  # a scan (or mask) that happens to be named so
+    scan.write_bytes(Path(index["t1w"].iloc[0]).read_bytes())
+    with pytest.raises(InvalidInputError, match=rf"^{scan}: is an input of this run"):
+        run_preprocessing(index.assign(t1w=str(scan)), out, CONFIG, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["preprocessed.csv"]
+    assert scan.read_bytes() == Path(index["t1w"].iloc[0]).read_bytes()

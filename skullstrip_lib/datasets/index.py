@@ -22,7 +22,7 @@ from ..errors import (
     MissingFileError,
     OutputExistsError,
 )
-from ..io import atomic_path
+from ..io import atomic_path, check_not_an_input
 from ._archive import _one_line
 from ._paths import (
     _FILE_RE,
@@ -324,7 +324,8 @@ def write_index(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = 
     IndexExistsError
         *path* exists and *overwrite* is False.
     InvalidInputError
-        *df* lacks a required column or has an unknown split value.
+        *df* lacks a required column or has an unknown split value, or *path* is
+        one of the files it lists (whatever *overwrite* says).
 
     Examples
     --------
@@ -334,6 +335,9 @@ def write_index(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = 
     """
     target = Path(os.path.abspath(Path(path).expanduser()))
     _check_index_columns(df, None)
+    # Never over a scan or mask it lists (index DATA -o DATA/.../sub-X_T1w.nii.gz --overwrite).
+    check_not_an_input([target], (p for column in ("t1w", "brainmask", "brain")
+                                  for p in df[column].dropna()))
     if target.exists() and not overwrite:
         raise IndexExistsError(f"{target}: already exists; pass overwrite=True to replace it")
     try:
