@@ -1,6 +1,6 @@
 """The head check and the confidence of ``skullstrip predict`` on heads it can and cannot read.
 
-For every head of the benchmark families (``bench_families.FAMILIES``: 15
+For every head of the benchmark families (``bench_families.FAMILIES``: 19
 families of 3 held-out synthetic heads, as a user's files) the script runs the
 real prediction path (:func:`skullstrip_lib.inference.predict` and
 :func:`skullstrip_lib.inference.assess`, what ``strip`` runs) and prints the
