@@ -1194,12 +1194,12 @@ def _strip_planned(targets: list[dict], out_dir: Path, model: str | os.PathLike 
             mask = prediction.mask
             volume = float(np.count_nonzero(mask) * np.prod(scan.zooms) / 1000.0)
             quality = assess(scan, prediction, model.threshold)
-            # The cause before the symptom: a scan the model cannot read (e.g. negated
-            # contrast) often also gets a mask of an implausible volume.
-            if check_head:
-                _check_head(t["scan"], quality["contrast"])
+            # The volume first: a mask over (nearly) the whole volume leaves no air to
+            # compare the brain with, so its head contrast means nothing.
             if check_volume:
                 _check_volume(t["scan"], volume)
+            if check_head:
+                _check_head(t["scan"], quality["contrast"])
             if t["bids"] is not None and not (out_dir / DESCRIPTION).exists():
                 description = dataset_description(model.name, model.threshold)
                 atomic_write_text(out_dir / DESCRIPTION, json.dumps(description, indent=1) + "\n",
