@@ -387,7 +387,11 @@ def test_cli_sigterm_during_predict_writes_both_outputs_or_neither(small_heads, 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "skullstrip_lib", "predict", str(scan), "-o", str(out),
                "--qc", "-q"]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # A pytest-xdist worker ignores SIGINT, and a child would inherit that (Python then
+    # installs no KeyboardInterrupt handler): start predict with the default disposition,
+    # as from a terminal.
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if out.is_dir() and any(p.name.endswith(".part.nii.gz") for p in out.iterdir()):
