@@ -260,16 +260,13 @@ def score_mask(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
 
 
 def lowest_third(truth: np.ndarray, affine: np.ndarray | None = None) -> np.ndarray:
-    """Voxels at or below the top of the lowest third of the true mask's world height."""
-    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
-    i, j, k = (np.arange(n, dtype=float) for n in truth.shape)
-    z = (aff[2, 0] * i[:, None, None] + aff[2, 1] * j[None, :, None]
-         + aff[2, 2] * k[None, None, :] + aff[2, 3])
-    z = np.broadcast_to(z, truth.shape)
+    """Voxels in the lowest third of the true mask's world height or below it (the slab
+    :func:`~skullstrip_lib.metrics.dice_by_height` scores first)."""
+    from skullstrip_lib.metrics import height_slabs
+
     if not truth.any():
         return np.zeros(truth.shape, bool)
-    zt = z[truth]
-    return z <= zt.min() + (zt.max() - zt.min()) / 3.0
+    return height_slabs(truth, affine) == 0
 
 
 def _model_path(model: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "dice_lowest_third",
     "evaluate_masks",
     "hausdorff95",
+    "height_slabs",
     "iou",
     "surface_distances",
     "volume_difference",
@@ -235,16 +236,51 @@ def dice_by_height(pred: np.ndarray, ref: np.ndarray, affine: np.ndarray | None 
         raise ValueError("dice_by_height needs 3D masks and parts >= 1")
     if not ref.any():
         return [dice(pred, ref)] * parts
+    slab = height_slabs(ref, affine, parts)
+    return [dice(pred & (slab == s), ref & (slab == s)) for s in range(parts)]
+
+
+def height_slabs(ref: np.ndarray, affine: np.ndarray | None = None,
+                 parts: int = 3) -> np.ndarray:
+    """Which horizontal slab of the reference's height each voxel lies in, bottom first.
+
+    The reference's extent along the world's inferior-superior axis (RAS+ z of
+    the voxel centres through `affine`) is cut into `parts` equal slabs; voxels
+    below the reference count in the lowest, voxels above it in the highest
+    (see :func:`dice_by_height`).
+
+    Parameters
+    ----------
+    ref : numpy.ndarray of bool
+        A non-empty 3D mask.
+    affine : (4, 4) numpy.ndarray or None
+        Voxel-to-world affine of its grid (None: the third voxel axis points up).
+    parts : int
+        Number of slabs (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Shape ``ref.shape``: 0 for the lowest slab up to ``parts - 1``.
+
+    Examples
+    --------
+    >>> ref = np.zeros((1, 1, 9), bool); ref[0, 0, 3:9] = True  # z 3 to 8
+    >>> height_slabs(ref)[0, 0].tolist()  # edges at z 4.67 and 6.33
+    [0, 0, 0, 0, 0, 1, 1, 2, 2]
+    """
+    ref = np.asarray(ref, dtype=bool)
+    if ref.ndim != 3 or parts < 1 or not ref.any():
+        raise ValueError("height_slabs needs a non-empty 3D mask and parts >= 1")
     aff = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
     # World z of every voxel centre: z = a0 i + a1 j + a2 k + t (separable, no big grid).
-    i, j, k = (np.arange(n, dtype=float) for n in pred.shape)
+    i, j, k = (np.arange(n, dtype=float) for n in ref.shape)
     z = (aff[2, 0] * i[:, None, None] + aff[2, 1] * j[None, :, None]
          + aff[2, 2] * k[None, None, :] + aff[2, 3])
-    z = np.broadcast_to(z, pred.shape)
+    z = np.broadcast_to(z, ref.shape)
     z_ref = z[ref]
     edges = np.linspace(z_ref.min(), z_ref.max(), parts + 1)[1:-1]
-    slab = np.searchsorted(edges, z, side="right")  # 0 (lowest) .. parts - 1
-    return [dice(pred & (slab == s), ref & (slab == s)) for s in range(parts)]
+    return np.searchsorted(edges, z, side="right")  # 0 (lowest) .. parts - 1
 
 
 def dice_lowest_third(pred: np.ndarray, ref: np.ndarray,

@@ -266,9 +266,6 @@ def height_scores(model: str | BrainModel, table: pd.DataFrame) -> pd.DataFrame:
 def _low_share(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> float:
     """Share of the false-positive voxels in the lowest third of the truth's height or below."""
     wrong = pred & ~truth
-    if not wrong.any():
+    if not wrong.any() or not truth.any():
         return float("nan")
-    z = (np.indices(truth.shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3])[:, 2]
-    z = z.reshape(truth.shape)
-    lo, hi = z[truth].min(), z[truth].max()
-    return float((z[wrong] <= lo + (hi - lo) / 3).mean())
+    return float((metrics.height_slabs(truth, affine)[wrong] == 0).mean())
