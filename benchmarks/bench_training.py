@@ -106,7 +106,7 @@ def bench(name: str, steps: int, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--configs", nargs="+", default=["sample", "default", "full"],
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS),
                         choices=CONFIGS)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()

@@ -86,12 +86,11 @@ def _gpus() -> list:
     return tf.config.list_physical_devices("GPU")
 
 
-@pytest.mark.notebook
-@pytest.mark.skipif(bool(_gpus()), reason="checks the stop on a machine without a GPU")
-def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monkeypatch):
-    """Chapter 7's Colab edition, full profile, no GPU, allow_cpu off (issue 17, item 3).
+def _stopped_colab_edition(stem: str, parameters: dict, tmp_path, server, monkeypatch):
+    """Run a chapter's Colab edition in the full profile until it stops; return the stop.
 
-    It must stop at the device check, in one line, before a byte of NFBS is fetched.
+    The NFBS URL serves a stand-in that must never be fetched (the callers check
+    ``server.requests``); the data folder is ``tmp_path / "data"``.
     """
     import papermill
 
@@ -101,15 +100,27 @@ def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monke
     monkeypatch.setenv("SKULLSTRIP_NFBS_HASH", f"md5:{hashlib.md5(body).hexdigest()}")
     monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    path = ROOT / "colab" / "07_training.ipynb"
-    out = tmp_path / path.name
+    path = ROOT / "colab" / f"{stem}.ipynb"
     with pytest.raises(papermill.PapermillExecutionError) as stop:
-        papermill.execute_notebook(path, out, parameters={"profile": "full", "allow_cpu": False},
+        papermill.execute_notebook(path, tmp_path / path.name,
+                                   parameters={"profile": "full", **parameters},
                                    cwd=str(tmp_path), kernel_name="python3",
                                    execution_timeout=600, progress_bar=False, log_output=False)
-    assert stop.value.ename == "DeviceError"
-    assert stop.value.evalue.startswith("no GPU: the full profile needs one (on Colab: Runtime > "
-                                        "Change runtime type > GPU)")
+    return stop.value
+
+
+@pytest.mark.notebook
+@pytest.mark.skipif(bool(_gpus()), reason="checks the stop on a machine without a GPU")
+def test_chapter7_without_a_gpu_stops_before_downloading(tmp_path, server, monkeypatch):
+    """Chapter 7's Colab edition, full profile, no GPU, allow_cpu off (issue 17, item 3).
+
+    It must stop at the device check, in one line, before a byte of NFBS is fetched.
+    """
+    stop = _stopped_colab_edition("07_training", {"allow_cpu": False}, tmp_path, server,
+                                  monkeypatch)
+    assert stop.ename == "DeviceError"
+    assert stop.evalue.startswith("no GPU: the full profile needs one (on Colab: Runtime > "
+                                  "Change runtime type > GPU)")
     assert server.requests == []  # nothing was downloaded, not even asked for
     assert not (tmp_path / "data" / "NFBS_Dataset").exists()
 
@@ -124,24 +135,12 @@ def test_chapters_after_7_without_its_run_say_what_to_do(stem, tmp_path, server,
     Colab it adds: tick keep_on_drive in chapter 7 and here; tests/lessons/test_notebook.py),
     before it downloads anything: no fall-back to the bundled synthetic-head model.
     """
-    import papermill
-
     from skullstrip_lib.lessons.notebook import no_model_message
 
-    body = b"not fetched" * 1000
-    url = server.serve("/NFBS_Dataset.tar.gz", body)
-    monkeypatch.setenv("SKULLSTRIP_NFBS_URL", url)
-    monkeypatch.setenv("SKULLSTRIP_NFBS_HASH", f"md5:{hashlib.md5(body).hexdigest()}")
-    monkeypatch.setenv("SKULLSTRIP_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    path = ROOT / "colab" / f"{stem}.ipynb"
-    with pytest.raises(papermill.PapermillExecutionError) as stop:
-        papermill.execute_notebook(path, tmp_path / path.name, parameters={"profile": "full"},
-                                   cwd=str(tmp_path), kernel_name="python3",
-                                   execution_timeout=600, progress_bar=False, log_output=False)
+    stop = _stopped_colab_edition(stem, {}, tmp_path, server, monkeypatch)
     runs = tmp_path / "data" / "runs"
-    assert stop.value.ename == "MissingFileError"
-    assert stop.value.evalue == f"{runs}: {no_model_message(runs)}"
-    assert f"its run lands in {runs / 'ch07-full'}" in stop.value.evalue
+    assert stop.ename == "MissingFileError"
+    assert stop.evalue == f"{runs}: {no_model_message(runs)}"
+    assert f"its run lands in {runs / 'ch07-full'}" in stop.evalue
     assert server.requests == []  # nothing was downloaded, not even asked for
     assert not runs.exists() and not (tmp_path / "data" / "NFBS_Dataset").exists()
